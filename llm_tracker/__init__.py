@@ -1,0 +1,50 @@
+"""llm_tracker: count every LLM call of a Flask/LangChain application."""
+
+from __future__ import annotations
+
+import os
+
+from flask import Flask
+from sqlalchemy import event
+
+from .database import db
+from .handler import UsageHandler, track_usage
+from .models import LLMUsage, User
+from .recording import get_spool, record_usage
+
+__all__ = [
+    "LLMUsage",
+    "UsageHandler",
+    "User",
+    "db",
+    "get_spool",
+    "init_app",
+    "record_usage",
+    "track_usage",
+]
+
+
+def init_app(app: Flask) -> None:
+    """Set llm_tracker up on ``app``: database, config defaults and CLI commands."""
+    from .cli import register_commands
+
+    app.config.setdefault(
+        "LLM_TRACKER_SPOOL_PATH", os.path.join(app.instance_path, "llm_tracker_spool.jsonl")
+    )
+    if "sqlalchemy" not in app.extensions:
+        db.init_app(app)
+    with app.app_context():
+        if db.engine.dialect.name == "sqlite":
+            event.listen(db.engine, "connect", _sqlite_pragmas)
+    register_commands(app)
+    app.extensions["llm_tracker"] = True
+
+
+def _sqlite_pragmas(dbapi_conn, _record) -> None:
+    # WAL lets the dashboard read while writers insert; busy_timeout makes concurrent
+    # writers wait for the lock instead of failing.
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA synchronous=NORMAL")
+    cur.execute("PRAGMA busy_timeout=30000")
+    cur.close()

@@ -1,0 +1,93 @@
+"""Fixtures: an app on a fresh database per test (SQLite, and PostgreSQL when configured)."""
+
+from __future__ import annotations
+
+import os
+import uuid
+
+import pytest
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+
+from admin_app import create_app
+from llm_tracker import db
+
+PG_URL = os.environ.get("LLM_TRACKER_TEST_POSTGRES_URL")
+BACKENDS = ["sqlite"] + (["postgresql"] if PG_URL else [])
+
+
+@pytest.fixture(params=BACKENDS)
+def database_url(request, tmp_path):
+    """A URL of an empty database: a SQLite file, or a fresh PostgreSQL schema."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'test.sqlite3'}"
+        return
+    schema = f"t_{uuid.uuid4().hex[:16]}"
+    admin = create_engine(PG_URL)
+    with admin.begin() as conn:
+        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+    url = make_url(PG_URL).update_query_dict({"options": f"-csearch_path={schema}"})
+    try:
+        yield url.render_as_string(hide_password=False)
+    finally:
+        with admin.begin() as conn:
+            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+        admin.dispose()
+
+
+@pytest.fixture
+def make_app(database_url, tmp_path):
+    """Build an app on this test's database; keyword arguments override config."""
+    apps = []
+
+    def factory(create_tables: bool = True, **config):
+        app = create_app({
+            "TESTING": True,
+            "SECRET_KEY": "test-secret",
+            "SQLALCHEMY_DATABASE_URI": database_url,
+            "LLM_TRACKER_SPOOL_PATH": str(tmp_path / "spool.jsonl"),
+            **config,
+        })
+        if create_tables:
+            with app.app_context():
+                db.create_all()
+        apps.append(app)
+        return app
+
+    yield factory
+    for app in apps:
+        with app.app_context():
+            db.session.remove()
+            db.engine.dispose()
+
+
+@pytest.fixture
+def app(make_app):
+    return make_app()
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+@pytest.fixture
+def runner(app):
+    return app.test_cli_runner()
+
+
+@pytest.fixture(scope="session")
+def _fake_provider_server():
+    from fake_provider import FakeProviderServer
+
+    server = FakeProviderServer()
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def fake_provider(_fake_provider_server):
+    """The fake OpenAI / Azure / Gemini server on 127.0.0.1, reset for this test."""
+    _fake_provider_server.reset()
+    return _fake_provider_server
