@@ -19,7 +19,8 @@ migrate = Migrate(render_as_batch=True, directory=MIGRATIONS_DIR)
 
 def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     """Build the app: defaults, then instance/config.py, then the environment, then test_config."""
-    app = Flask(__name__, instance_relative_config=True)
+    app = Flask(__name__, instance_relative_config=True,
+                instance_path=os.environ.get("LLM_TRACKER_INSTANCE_PATH") or None)
     os.makedirs(app.instance_path, exist_ok=True)
     app.config.from_mapping(
         SQLALCHEMY_DATABASE_URI="sqlite:///"
@@ -27,6 +28,8 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
         SESSION_COOKIE_HTTPONLY=True,
         SESSION_COOKIE_SAMESITE="Lax",
         SESSION_COOKIE_SECURE=False,
+        # A connection the server dropped is replaced instead of failing one write.
+        SQLALCHEMY_ENGINE_OPTIONS={"pool_pre_ping": True},
     )
     app.config.from_pyfile("config.py", silent=True)
     app.config.from_prefixed_env()

@@ -31,20 +31,23 @@ def init_app(app: Flask) -> None:
     app.config.setdefault(
         "LLM_TRACKER_SPOOL_PATH", os.path.join(app.instance_path, "llm_tracker_spool.jsonl")
     )
+    app.config.setdefault("LLM_TRACKER_SQLITE_BUSY_TIMEOUT_MS", 30000)
     if "sqlalchemy" not in app.extensions:
         db.init_app(app)
     with app.app_context():
         if db.engine.dialect.name == "sqlite":
-            event.listen(db.engine, "connect", _sqlite_pragmas)
+            busy_ms = int(app.config["LLM_TRACKER_SQLITE_BUSY_TIMEOUT_MS"])
+            event.listen(db.engine, "connect",
+                         lambda conn, _record: _sqlite_pragmas(conn, busy_ms))
     register_commands(app)
     app.extensions["llm_tracker"] = True
 
 
-def _sqlite_pragmas(dbapi_conn, _record) -> None:
+def _sqlite_pragmas(dbapi_conn, busy_ms: int) -> None:
     # WAL lets the dashboard read while writers insert; busy_timeout makes concurrent
     # writers wait for the lock instead of failing.
     cur = dbapi_conn.cursor()
     cur.execute("PRAGMA journal_mode=WAL")
     cur.execute("PRAGMA synchronous=NORMAL")
-    cur.execute("PRAGMA busy_timeout=30000")
+    cur.execute(f"PRAGMA busy_timeout={busy_ms}")
     cur.close()

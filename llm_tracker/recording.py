@@ -132,7 +132,8 @@ def insert_row(conn: Connection, values: Mapping[str, Any]) -> bool:
         stmt = sqlite.insert(_TABLE).on_conflict_do_nothing(index_elements=["run_id"])
     else:
         stmt = insert(_TABLE)
-    return conn.execute(stmt, [dict(values)]).rowcount == 1
+    # RETURNING, not rowcount: psycopg reports -1 for ON CONFLICT inserts here.
+    return conn.execute(stmt.returning(_TABLE.c.id), dict(values)).first() is not None
 
 
 # --- the spool -----------------------------------------------------------------------
