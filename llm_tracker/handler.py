@@ -19,6 +19,7 @@ from langchain_core.messages import BaseMessage
 from langchain_core.outputs import ChatGeneration, LLMResult
 from langchain_core.tracers.context import register_configure_hook
 
+from .models import LLMUsage
 from .recording import record_usage
 
 logger = logging.getLogger("llm_tracker")
@@ -138,6 +139,8 @@ class UsageHandler(BaseCallbackHandler):
         self._runs: dict[UUID, _Run] = {}
         # In async chains a sync handler runs in a thread pool.
         self._lock = threading.Lock()
+        # The row of the latest run recorded (call_and_track reports its numbers).
+        self.last_row: LLMUsage | None = None
 
     # --- start: remember what only the start event knows ---------------------------
 
@@ -240,7 +243,7 @@ class UsageHandler(BaseCallbackHandler):
         row_meta.update(meta)
 
         with self.app.app_context():
-            record_usage(
+            self.last_row = record_usage(
                 model,
                 prompt_tokens=usage.prompt_tokens,
                 completion_tokens=usage.completion_tokens,
