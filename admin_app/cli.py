@@ -6,6 +6,7 @@ import secrets
 
 import click
 from flask import Flask
+from flask.cli import with_appcontext
 from sqlalchemy import func, select
 
 from llm_tracker import User, db
@@ -22,6 +23,7 @@ def _create_user(username: str, password: str, *, admin: bool) -> User:
 
 
 @click.command("create-admin")
+@with_appcontext
 @click.argument("username")
 @click.option("--password", prompt=True, hide_input=True, confirmation_prompt=True)
 def create_admin(username: str, password: str) -> None:
@@ -31,6 +33,7 @@ def create_admin(username: str, password: str) -> None:
 
 
 @click.command("create-user")
+@with_appcontext
 @click.argument("username")
 @click.option("--password", prompt=True, hide_input=True, confirmation_prompt=True)
 def create_user(username: str, password: str) -> None:
@@ -40,6 +43,7 @@ def create_user(username: str, password: str) -> None:
 
 
 @click.command("bootstrap")
+@with_appcontext
 def bootstrap() -> None:
     """On an empty database: create an admin (password printed once) and demo usage rows."""
     from .demo import create_demo_rows
