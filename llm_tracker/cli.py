@@ -6,6 +6,7 @@ import click
 from flask import Flask
 from flask.cli import AppGroup
 
+from .chat_cli import chat_command
 from .recording import get_spool
 
 spool_cli = AppGroup("spool", help="Rows kept while the database was unreachable.")
@@ -37,3 +38,4 @@ def spool_replay() -> None:
 def register_commands(app: Flask) -> None:
     """Add the library's command groups to ``app.cli``."""
     app.cli.add_command(spool_cli)
+    app.cli.add_command(chat_command)
