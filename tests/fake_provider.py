@@ -20,10 +20,11 @@ Every request is recorded in ``server.requests``. ``server.enqueue(...)`` script
 next responses (FIFO, whatever the protocol); with an empty queue the server builds a
 default reply from the request:
 
-* OpenAI / Azure: ``DEFAULT_TEXT`` from the requested model (Azure: ``AZURE_SERVED_MODEL``,
-  the served name), one choice per ``n``, usage ``OPENAI_USAGE`` (counted once, whatever
-  ``n``). With ``"stream": true``: SSE chunks (a role chunk, ``DEFAULT_STREAM_PIECES``, a
-  finish chunk per choice) and, only when ``stream_options.include_usage`` is true, a last
+* OpenAI / Azure: ``DEFAULT_TEXT`` from the requested model (or
+  ``server.served_models[requested]``; Azure: ``AZURE_SERVED_MODEL``, the served name),
+  one choice per ``n``, usage ``OPENAI_USAGE`` (counted once, whatever ``n``). With
+  ``"stream": true``: SSE chunks (a role chunk, ``DEFAULT_STREAM_PIECES``, a finish chunk
+  per choice) and, only when ``stream_options.include_usage`` is true, a last
   chunk with ``choices: []`` and the usage — as the real API does.
 * Gemini: ``DEFAULT_TEXT``, ``modelVersion`` = the model of the URL, usage
   ``GEMINI_USAGE``, one candidate per ``generationConfig.candidateCount``. Streaming:
@@ -151,6 +152,9 @@ class FakeProviderServer:
 
     def __init__(self) -> None:
         self.requests: list[RecordedRequest] = []
+        # Requested → served model names for default OpenAI replies (e.g. "gpt-4o-mini" →
+        # "gpt-4o-mini-2024-07-18"); a model not listed is echoed. Cleared by reset().
+        self.served_models: dict[str, str] = {}
         self._queue: deque[ScriptedResponse] = deque()
         self._lock = threading.Lock()
         self._httpd: ThreadingHTTPServer | None = None
@@ -179,6 +183,7 @@ class FakeProviderServer:
         with self._lock:
             self.requests.clear()
             self._queue.clear()
+            self.served_models.clear()
 
     @property
     def port(self) -> int:
@@ -420,8 +425,9 @@ class _Handler(BaseHTTPRequestHandler):
     def _send_default(self, request: RecordedRequest) -> None:
         body = request.json if isinstance(request.json, dict) else {}
         if request.protocol in ("openai", "azure"):
+            requested = body.get("model") or "gpt-4o-mini"
             model = (AZURE_SERVED_MODEL if request.protocol == "azure"
-                     else body.get("model") or "gpt-4o-mini")
+                     else self.fake.served_models.get(requested, requested))
             n = int(body.get("n") or 1)
             if body.get("stream"):
                 include = bool((body.get("stream_options") or {}).get("include_usage"))
