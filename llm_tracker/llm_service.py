@@ -75,17 +75,16 @@ def _coerce(section: str, key: ConfigKey, value: Any) -> Any:
     # Environment variables are text; config files may hold text too.
     if key.kind is str:
         return str(value)
-    if isinstance(value, bool):
-        value = repr(value)  # never read True as 1
+    kind = "an integer" if key.kind is int else "a number"
+    error = ValueError(f"{section}['{key.name}'] must be {kind}, got {value!r}")
+    # True is no count of tokens, and int(1.5) would silently drop a half.
+    if isinstance(value, bool) or (key.kind is int and isinstance(value, float)
+                                   and not value.is_integer()):
+        raise error
     try:
-        if key.kind is int:
-            if isinstance(value, float) and not value.is_integer():
-                raise ValueError
-            return int(value)
-        return float(value)
+        return key.kind(value)
     except (TypeError, ValueError):
-        kind = "an integer" if key.kind is int else "a number"
-        raise ValueError(f"{section}['{key.name}'] must be {kind}, got {value!r}") from None
+        raise error from None
 
 
 def provider_settings(config: Mapping[str, Any] | None = None) -> tuple[str, dict[str, Any]]:
