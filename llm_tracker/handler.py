@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import threading
 import time
 from collections.abc import Iterator, Mapping
@@ -104,11 +105,16 @@ def _served_model(response: LLMResult | None, gen: Any) -> str | None:
     return None
 
 
+# AzureChatOpenAI (with model_version) appends the version to a served name that already
+# carries it: "gpt-4o-2024-11-20-2024-11-20".
+_DOUBLED_VERSION = re.compile(r"(-\d[\w.-]{2,}?)\1$")
+
+
 def normalise_model(name: str | None) -> str | None:
-    """A model name as stored: no ``models/`` prefix, None when empty."""
+    """A model name as stored: no ``models/`` prefix, no doubled version, None when empty."""
     if not name:
         return None
-    name = name.strip().removeprefix("models/")
+    name = _DOUBLED_VERSION.sub(r"\1", name.strip().removeprefix("models/"))
     return name or None
 
 
