@@ -23,8 +23,10 @@ from langchain_core.caches import InMemoryCache
 from langchain_core.messages import HumanMessage
 from langchain_core.output_parsers import StrOutputParser
 from langchain_core.prompts import ChatPromptTemplate
+from langchain_core.runnables import RunnableParallel
 from langchain_core.tools import tool
-from sdk_support import FLAVOURS, OPENAI, Flavour, only_row, tokens, usage_rows
+from langchain_openai import OpenAI
+from sdk_support import FLAVOURS, GEMINI, OPENAI, Flavour, only_row, tokens, usage_rows
 
 from llm_tracker import UsageHandler
 
@@ -326,3 +328,52 @@ def test_sdk_retry_is_one_run_one_row(app, fake_provider, handler):
     assert model.invoke("hi", config=cfg(handler)).content == DEFAULT_TEXT
     assert len(fake_provider.requests) == 2
     assert_default_row(only_row(app), OPENAI)
+
+
+# --- one row per model run in composed runnables ------------------------------------------
+
+
+def test_runnable_retry_one_row_per_attempt(app, fake_provider, flavour, handler):
+    fake_provider.enqueue_error(429)  # first attempt fails, the retry gets the default reply
+    model = flavour.build(fake_provider).with_retry(stop_after_attempt=2,
+                                                    wait_exponential_jitter=False)
+    assert model.invoke("hi", config=cfg(handler)).content == DEFAULT_TEXT
+    failed, ok = sorted(usage_rows(app), key=lambda r: r.success)
+    assert (failed.success, tokens(failed)) == (False, (0, 0, 0, 0, 0, 0))
+    assert "RateLimitError" in failed.error
+    assert_default_row(ok, flavour)
+    assert len(fake_provider.requests) == 2
+
+
+def test_fallback_and_parallel_branches(app, fake_provider, handler):
+    fake_provider.enqueue_error(503)  # the OpenAI primary fails, Gemini answers
+    with_fallback = OPENAI.build(fake_provider).with_fallbacks([GEMINI.build(fake_provider)])
+    assert with_fallback.invoke("hi", config=cfg(handler)).content == DEFAULT_TEXT
+    both = RunnableParallel(a=OPENAI.build(fake_provider), b=GEMINI.build(fake_provider))
+    out = both.invoke("hi", config=cfg(handler))
+    assert out["a"].content == out["b"].content == DEFAULT_TEXT
+    rows = usage_rows(app)
+    assert len(rows) == 4
+    assert sorted((r.provider, r.success, r.total_tokens) for r in rows) == [
+        ("google_genai", True, 15), ("google_genai", True, 15),
+        ("openai", False, 0), ("openai", True, 17)]
+
+
+def test_plain_llm_completion(app, fake_provider, handler):
+    # A legacy completions reply: usage 7 prompt + 3 completion, served
+    # "gpt-3.5-turbo-instruct:20230824-v2" — which langchain-openai's plain LLM does not pass
+    # on (its llm_output names the requested model), so the requested name stands in.
+    fake_provider.enqueue({
+        "id": "cmpl-1", "object": "text_completion", "created": 1_750_000_000,
+        "model": "gpt-3.5-turbo-instruct:20230824-v2",
+        "choices": [{"text": "Hello!", "index": 0, "logprobs": None, "finish_reason": "stop"}],
+        "usage": {"prompt_tokens": 7, "completion_tokens": 3, "total_tokens": 10},
+    })
+    llm = OpenAI(model="gpt-3.5-turbo-instruct", base_url=fake_provider.base_url + "/v1",
+                 api_key="sk-test", max_retries=0)
+    assert llm.invoke("Say hello", config=cfg(handler)) == "Hello!"
+    row = only_row(app)
+    assert tokens(row) == (7, 3, 10, 0, 0, 0)
+    assert (row.model, row.requested_model) == ("gpt-3.5-turbo-instruct",) * 2
+    assert (row.provider, row.success) == ("openai", True)
+    assert fake_provider.requests[0].path == "/v1/completions"
