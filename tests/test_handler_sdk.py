@@ -16,6 +16,7 @@ from fake_provider import (
     gemini_response,
     gemini_stream_events,
     openai_chunk,
+    openai_completion,
     openai_stream_events,
     sse,
 )
@@ -150,6 +151,18 @@ def test_stream_without_usage_row_kept(app, fake_provider, flavour, handler):
     assert row.model == flavour.served_model
     if flavour.name != "gemini":
         assert "stream_options" not in fake_provider.requests[0].json
+
+
+def test_reply_without_usage_row_kept(app, fake_provider, handler):
+    # Some OpenAI-compatible servers send no usage at all.
+    body = openai_completion("gpt-4o-mini-2024-07-18")
+    del body["usage"]
+    fake_provider.enqueue(body)
+    OPENAI.build(fake_provider).invoke("hi", config=cfg(handler))
+    row = only_row(app)
+    assert (row.meta["usage_missing"], row.success) == (True, True)
+    assert tokens(row) == (0, 0, 0, 0, 0, 0)
+    assert row.model == "gpt-4o-mini-2024-07-18"
 
 
 @tool
@@ -308,6 +321,25 @@ def test_llm_cache_hit(app, fake_provider, flavour, handler):
         flavour.prompt, flavour.completion, flavour.total)
     assert hit.model == flavour.served_model
     assert "llm_cache_hit" not in real.meta
+
+
+def test_llm_cache_hit_async_and_streams_bypass_cache(app, fake_provider, flavour, handler):
+    model = flavour.build(fake_provider, cache=InMemoryCache())
+
+    async def run() -> None:
+        await model.ainvoke("same question", config=cfg(handler))
+        await model.ainvoke("same question", config=cfg(handler))
+
+    asyncio.run(run())
+    # LangChain's stream() does not read the cache: a real call, a real row.
+    list(model.stream("same question", config=cfg(handler)))
+    assert len(fake_provider.requests) == 2
+    real, hit, streamed = usage_rows(app)
+    assert_default_row(real, flavour)
+    assert tokens(hit) == (0, 0, 0, 0, 0, 0)
+    assert hit.meta["llm_cache_hit"] is True
+    assert hit.meta["cached_usage"]["total_tokens"] == flavour.total
+    assert_default_row(streamed, flavour)
 
 
 def test_n2_counts_usage_once(app, fake_provider, flavour, handler):
