@@ -28,8 +28,6 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
         SESSION_COOKIE_HTTPONLY=True,
         SESSION_COOKIE_SAMESITE="Lax",
         SESSION_COOKIE_SECURE=False,
-        # A connection the server dropped is replaced instead of failing one write.
-        SQLALCHEMY_ENGINE_OPTIONS={"pool_pre_ping": True},
     )
     app.config.from_pyfile("config.py", silent=True)
     app.config.from_prefixed_env()
@@ -39,6 +37,9 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
         app.config["LLM_TRACKER_SPOOL_PATH"] = os.environ["LLM_TRACKER_SPOOL_PATH"]
     if test_config is not None:
         app.config.from_mapping(test_config)
+    if not app.config["SQLALCHEMY_DATABASE_URI"].startswith("sqlite"):
+        # A connection the server dropped is replaced instead of failing one write.
+        app.config.setdefault("SQLALCHEMY_ENGINE_OPTIONS", {}).setdefault("pool_pre_ping", True)
     if not app.config.get("SECRET_KEY"):
         app.config["SECRET_KEY"] = _instance_secret_key(app)
 

@@ -8,7 +8,7 @@ import re
 import threading
 import time
 from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
@@ -192,6 +192,12 @@ class UsageHandler(BaseCallbackHandler):
         finally:
             self._forget(run_id)
 
+    def _app_context(self) -> AbstractContextManager[Any]:
+        # Pushing a context costs more than some INSERTs: reuse the one already there.
+        if has_app_context() and current_app._get_current_object() is self.app:
+            return nullcontext()
+        return self.app.app_context()
+
     def _forget(self, run_id: UUID) -> None:
         with self._lock:
             self._runs.pop(run_id, None)
@@ -248,7 +254,7 @@ class UsageHandler(BaseCallbackHandler):
                 row_meta[key] = state[key]
         row_meta.update(meta)
 
-        with self.app.app_context():
+        with self._app_context():
             self.last_row = record_usage(
                 model,
                 prompt_tokens=usage.prompt_tokens,

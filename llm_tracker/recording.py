@@ -16,6 +16,7 @@ from typing import IO, Any
 from flask import Flask, current_app
 from sqlalchemy import Connection, insert
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import configure_mappers
 
 from .database import as_utc, db, utcnow
 from .models import LLMUsage
@@ -23,6 +24,7 @@ from .models import LLMUsage
 logger = logging.getLogger("llm_tracker")
 
 _TABLE = LLMUsage.__table__
+_MAPPER = LLMUsage.__mapper__
 # Keyword arguments of record_usage beyond SPEC §1.2's named ones that map to columns.
 _EXTRA_COLUMNS = frozenset(
     {"id", "run_id", "requested_model", "deployment", "node_name", "cache_write_tokens",
@@ -118,14 +120,17 @@ def _jsonable(meta: dict[str, Any]) -> dict[str, Any]:
 
 
 def _as_model(values: Mapping[str, Any]) -> LLMUsage:
-    fields = dict(values)
-    fields["meta"] = fields.pop("metadata")
-    return LLMUsage(**fields)
+    # Filled the way SQLAlchemy fills loaded rows: the constructor's per-attribute events
+    # would cost more than the INSERT itself on the hot path.
+    if not _MAPPER.configured:
+        configure_mappers()
+    row = _MAPPER.class_manager.new_instance()
+    row.__dict__.update(values)
+    row.__dict__["meta"] = row.__dict__.pop("metadata")
+    return row
 
 
-def insert_row(conn: Connection, values: Mapping[str, Any]) -> bool:
-    """Insert one row unless its ``run_id`` is already there; True when inserted."""
-    dialect = conn.dialect.name
+def _insert_statement(dialect: str) -> Any:
     if dialect == "postgresql":
         stmt = postgresql.insert(_TABLE).on_conflict_do_nothing(index_elements=["run_id"])
     elif dialect == "sqlite":
@@ -133,7 +138,19 @@ def insert_row(conn: Connection, values: Mapping[str, Any]) -> bool:
     else:
         stmt = insert(_TABLE)
     # RETURNING, not rowcount: psycopg reports -1 for ON CONFLICT inserts here.
-    return conn.execute(stmt.returning(_TABLE.c.id), dict(values)).first() is not None
+    return stmt.returning(_TABLE.c.id)
+
+
+_INSERTS: dict[str, Any] = {}
+
+
+def insert_row(conn: Connection, values: Mapping[str, Any]) -> bool:
+    """Insert one row unless its ``run_id`` is already there; True when inserted."""
+    dialect = conn.dialect.name
+    stmt = _INSERTS.get(dialect)
+    if stmt is None:
+        stmt = _INSERTS[dialect] = _insert_statement(dialect)
+    return conn.execute(stmt, dict(values)).first() is not None
 
 
 # --- the spool -----------------------------------------------------------------------
