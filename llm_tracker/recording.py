@@ -132,13 +132,12 @@ def _as_model(values: Mapping[str, Any]) -> LLMUsage:
 
 def _insert_statement(dialect: str) -> Any:
     if dialect == "postgresql":
-        stmt = postgresql.insert(_TABLE).on_conflict_do_nothing(index_elements=["run_id"])
-    elif dialect == "sqlite":
-        stmt = sqlite.insert(_TABLE).on_conflict_do_nothing(index_elements=["run_id"])
-    else:
-        stmt = insert(_TABLE)
-    # RETURNING, not rowcount: psycopg reports -1 for ON CONFLICT inserts here.
-    return stmt.returning(_TABLE.c.id)
+        # RETURNING, not rowcount: psycopg reports -1 for ON CONFLICT inserts.
+        return (postgresql.insert(_TABLE).on_conflict_do_nothing(index_elements=["run_id"])
+                .returning(_TABLE.c.id))
+    if dialect == "sqlite":
+        return sqlite.insert(_TABLE).on_conflict_do_nothing(index_elements=["run_id"])
+    return insert(_TABLE)
 
 
 _INSERTS: dict[str, Any] = {}
@@ -150,7 +149,10 @@ def insert_row(conn: Connection, values: Mapping[str, Any]) -> bool:
     stmt = _INSERTS.get(dialect)
     if stmt is None:
         stmt = _INSERTS[dialect] = _insert_statement(dialect)
-    return conn.execute(stmt, dict(values)).first() is not None
+    result = conn.execute(stmt, dict(values))
+    if result.returns_rows:
+        return result.first() is not None
+    return result.rowcount == 1
 
 
 # --- the spool -----------------------------------------------------------------------
