@@ -25,13 +25,22 @@ __all__ = [
 
 
 def init_app(app: Flask) -> None:
-    """Set llm_tracker up on ``app``: database, config defaults and CLI commands."""
+    """Set llm_tracker up on ``app``: database, config defaults, pricing and CLI commands.
+
+    Raises ``ValueError`` naming the rule and field when a custom price rule is invalid.
+    """
     from .cli import register_commands
+    from .pricing import Pricer, warm_up
 
     app.config.setdefault(
         "LLM_TRACKER_SPOOL_PATH", os.path.join(app.instance_path, "llm_tracker_spool.jsonl")
     )
     app.config.setdefault("LLM_TRACKER_SQLITE_BUSY_TIMEOUT_MS", 30000)
+    app.config.setdefault("LLM_TRACKER_CUSTOM_PRICES", [])
+    app.config.setdefault("LLM_TRACKER_AZURE_DEPLOYMENTS", {})
+    # Built now so a bad price rule stops the app at start, not at its first LLM call.
+    app.extensions["llm_tracker_pricer"] = Pricer.from_config(app.config)
+    warm_up()
     if "sqlalchemy" not in app.extensions:
         db.init_app(app)
     with app.app_context():

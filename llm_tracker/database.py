@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
 
 from flask_sqlalchemy import SQLAlchemy
-from sqlalchemy import DateTime, MetaData
+from sqlalchemy import BigInteger, DateTime, MetaData, Numeric
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase
 from sqlalchemy.types import TypeDecorator
@@ -62,3 +64,43 @@ class UTCDateTime(TypeDecorator):
         if value is None:
             return None
         return as_utc(value)
+
+
+MONEY_SCALE = 12
+MONEY_QUANTUM = Decimal(1).scaleb(-MONEY_SCALE)
+
+
+class Money(TypeDecorator):
+    """Exact USD amounts to 1e-12 USD, as ``Decimal`` on every backend.
+
+    PostgreSQL stores ``NUMERIC(20, 12)``. SQLite has no exact decimal type (its NUMERIC
+    is a float), so there the column is an integer count of 1e-12 USD: rows and ``SUM()``
+    stay exact up to about 9.2 million USD per sum.
+    """
+
+    impl = Numeric(20, MONEY_SCALE)
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect: Dialect) -> Any:
+        if dialect.name == "sqlite":
+            return dialect.type_descriptor(BigInteger())
+        return dialect.type_descriptor(Numeric(20, MONEY_SCALE))
+
+    def process_bind_param(self, value: Any, dialect: Dialect) -> Any:
+        if value is None:
+            return None
+        if not isinstance(value, Decimal):
+            # str() first: a float's binary expansion is not the amount meant.
+            value = Decimal(value if isinstance(value, int | str) else str(value))
+        if dialect.name == "sqlite":
+            return int(value.scaleb(MONEY_SCALE).to_integral_value())
+        return value
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> Decimal | None:
+        if value is None:
+            return None
+        if dialect.name == "sqlite":
+            if isinstance(value, float):  # AVG() and friends
+                return Decimal(repr(value)).scaleb(-MONEY_SCALE)
+            return Decimal(value).scaleb(-MONEY_SCALE)
+        return value if isinstance(value, Decimal) else Decimal(str(value))

@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
 from flask_login import UserMixin
-from sqlalchemy import JSON, Boolean, Index, Integer, String, Text, Uuid
+from sqlalchemy import JSON, Boolean, Index, Integer, String, Text, Uuid, text
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 from werkzeug.security import check_password_hash, generate_password_hash
 
-from .database import UTCDateTime, db, utcnow
+from .database import Money, UTCDateTime, db, utcnow
 
 JSONType = JSON().with_variant(JSONB(), "postgresql")
 
@@ -44,10 +45,22 @@ class LLMUsage(db.Model):
     # "metadata" is reserved on declarative classes, hence the attribute name.
     meta: Mapped[dict[str, Any]] = mapped_column("metadata", JSONType, default=dict)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+    # Priced at write time (llm_tracker.pricing); all NULL when no price source knows the
+    # model ("unpriced"), never a silent 0. cost_usd = input + output (+ per-request fees).
+    cost_usd: Mapped[Decimal | None] = mapped_column(Money)
+    input_cost_usd: Mapped[Decimal | None] = mapped_column(Money)
+    output_cost_usd: Mapped[Decimal | None] = mapped_column(Money)
+    # What the cached input would have cost at the uncached input rate, minus what it cost.
+    cache_savings_usd: Mapped[Decimal | None] = mapped_column(Money)
+    price_source: Mapped[str | None] = mapped_column(String(200))
 
     __table_args__ = (
         Index("ix_llm_tracker_usage_user_id_created_at", "user_id", "created_at"),
         Index("ix_llm_tracker_usage_model_created_at", "model", "created_at"),
+        # Only unpriced rows (few): serves `prices missing` and the list's priced=false
+        # filter without scanning the table, and costs priced inserts nothing.
+        Index("ix_llm_tracker_usage_unpriced", "created_at",
+              sqlite_where=text("cost_usd IS NULL"), postgresql_where=text("cost_usd IS NULL")),
     )
 
     def __repr__(self) -> str:

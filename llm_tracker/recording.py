@@ -11,6 +11,7 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
+from decimal import Decimal
 from typing import IO, Any
 
 from flask import Flask, current_app
@@ -20,6 +21,7 @@ from sqlalchemy.orm import configure_mappers
 
 from .database import as_utc, db, utcnow
 from .models import LLMUsage
+from .pricing import PRICE_COLUMNS, get_pricer
 
 logger = logging.getLogger("llm_tracker")
 
@@ -32,6 +34,7 @@ _EXTRA_COLUMNS = frozenset(
 )
 _TOKEN_FIELDS = ("prompt_tokens", "completion_tokens", "cached_tokens", "reasoning_tokens",
                  "cache_write_tokens")
+_MONEY_COLUMNS = tuple(c for c in PRICE_COLUMNS if c.endswith("_usd"))
 
 
 def record_usage(
@@ -49,10 +52,10 @@ def record_usage(
     created_at: datetime | None = None,
     **extra: Any,
 ) -> LLMUsage:
-    """Write one usage row in its own short transaction and return it.
+    """Write one usage row, priced at its ``created_at``, in its own short transaction.
 
-    If the database cannot take the row it goes to the durable spool instead
-    (``flask spool replay`` writes it later), so a call is never lost.
+    Returns the row. If the database cannot take it, it goes (with its cost) to the
+    durable spool instead (``flask spool replay`` writes it later), so a call is never lost.
     """
     unknown = set(extra) - _EXTRA_COLUMNS
     if unknown:
@@ -66,6 +69,7 @@ def record_usage(
         metadata=metadata, provider=provider, created_at=created_at, **extra,
     )
     app = current_app._get_current_object()
+    values.update(get_pricer(app).price(values))
     try:
         with db.engine.begin() as conn:
             if not insert_row(conn, values):
@@ -162,6 +166,9 @@ def _encode(values: Mapping[str, Any]) -> str:
     row = dict(values)
     row["id"] = str(row["id"])
     row["created_at"] = row["created_at"].isoformat()
+    for name in _MONEY_COLUMNS:
+        if row.get(name) is not None:
+            row[name] = str(row[name])  # a decimal string: JSON numbers are floats
     return json.dumps(row, separators=(",", ":"))
 
 
@@ -169,6 +176,12 @@ def _decode(line: str) -> dict[str, Any]:
     row = json.loads(line)
     row["id"] = uuid.UUID(row["id"])
     row["created_at"] = datetime.fromisoformat(row["created_at"])
+    for name in _MONEY_COLUMNS:
+        if row.get(name) is not None:
+            row[name] = Decimal(row[name])
+    if "price_source" not in row:
+        # Spooled by a version that did not price rows: price it now, at its created_at.
+        row.update(get_pricer().price(row))
     return row
 
 
