@@ -7,6 +7,7 @@ from flask import Flask
 from flask.cli import AppGroup
 
 from .chat_cli import chat_command
+from .cost_cli import prices_cli, reprice_command
 from .recording import get_spool
 
 spool_cli = AppGroup("spool", help="Rows kept while the database was unreachable.")
@@ -39,3 +40,5 @@ def register_commands(app: Flask) -> None:
     """Add the library's command groups to ``app.cli``."""
     app.cli.add_command(spool_cli)
     app.cli.add_command(chat_command)
+    app.cli.add_command(reprice_command)
+    app.cli.add_command(prices_cli)

@@ -12,12 +12,14 @@ from langchain_core.outputs import ChatGeneration, LLMResult
 from .handler import UsageHandler, normalise_model, usage_from_metadata
 from .llm_service import get_llm_service
 from .models import LLMUsage
+from .pricing import format_money
 
 EMPTY_MESSAGES = "Messages cannot be empty"
 EMPTY_RESPONSE = "LLM returned empty response"
-# What call_and_track reports, read from the stored row.
+# What call_and_track reports, read from the stored row. cost_usd is a decimal string
+# ("0.000151500"), None when the model is unpriced, as in the JSON API.
 USAGE_KEYS = ("model", "prompt_tokens", "completion_tokens", "total_tokens", "cached_tokens",
-              "reasoning_tokens", "latency_ms")
+              "reasoning_tokens", "latency_ms", "cost_usd")
 
 
 def _is_empty(text: str) -> bool:
@@ -46,7 +48,9 @@ class _CallHandler(UsageHandler):
 def _usage(row: LLMUsage | None, message: AIMessage, requested_model: str | None
            ) -> dict[str, Any]:
     if row is not None:
-        return {key: getattr(row, key) for key in USAGE_KEYS}
+        usage = {key: getattr(row, key) for key in USAGE_KEYS}
+        usage["cost_usd"] = format_money(usage["cost_usd"])
+        return usage
     # The handler could not build a row (it logged why): report what the reply says.
     u = usage_from_metadata(message.usage_metadata or {})
     meta = message.response_metadata
@@ -59,6 +63,7 @@ def _usage(row: LLMUsage | None, message: AIMessage, requested_model: str | None
         "cached_tokens": u.cached_tokens,
         "reasoning_tokens": u.reasoning_tokens,
         "latency_ms": None,
+        "cost_usd": None,
     }
 
 

@@ -22,7 +22,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from decimal import Decimal, InvalidOperation
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import genai_prices
 from genai_prices.data_snapshot import DataSnapshot
@@ -164,8 +164,7 @@ def _part(price: Decimal | TieredPrices | None, count: int, prompt_tokens: int) 
     return _rate(price, prompt_tokens) * count / _MTOK
 
 
-@dataclass(frozen=True, slots=True)
-class TokenSplit:
+class TokenSplit(NamedTuple):
     """The token counts of a row, as priced."""
 
     prompt_tokens: int
@@ -428,6 +427,11 @@ class Pricer:
                 return _Resolved(tuple(rules), gp, gm, any(m is gm for m in gp.models),
                                  source[:200])
         return _Resolved(tuple(rules), None, None, False, None)
+
+    def knows(self, provider: str | None, model: str, deployment: str | None = None) -> bool:
+        """True when a rule or the bundled data has a price for this model (at some date)."""
+        resolved = self._resolve(provider, model, deployment)
+        return bool(resolved.rules) or resolved.model is not None
 
     def price(self, row: Mapping[str, Any]) -> dict[str, Any]:
         """The price columns for a row's values (``record_usage``'s, or a stored row's)."""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
+
 import google.genai.errors
 import openai
 import pytest
@@ -26,6 +28,8 @@ DEFAULTS = {
     "gemini": ("gemini-2.5-flash", "google_genai", 9, 6, 15),
 }
 REQUESTED = {"openai": "gpt-4o-mini", "azure_openai": "gpt-4o", "gemini": "gemini-2.5-flash"}
+# 12 in x $0.15 + 5 out x $0.60; 12 x $2.50 + 5 x $10; 9 x $0.30 + 6 x $2.50 (per MTok).
+COSTS = {"openai": "0.000004800", "azure_openai": "0.000080000", "gemini": "0.000017700"}
 
 
 @pytest.fixture(autouse=True)
@@ -63,7 +67,8 @@ def test_content_usage_and_row_agree(make_app, served, provider):
     assert content == DEFAULT_TEXT
     assert usage == {"model": model, "prompt_tokens": prompt, "completion_tokens": completion,
                      "total_tokens": total, "cached_tokens": 0, "reasoning_tokens": 0,
-                     "latency_ms": row.latency_ms}
+                     "latency_ms": row.latency_ms, "cost_usd": COSTS[provider]}
+    assert row.cost_usd == Decimal(COSTS[provider])
     assert isinstance(row.latency_ms, int) and row.latency_ms >= 0
     assert (row.model, row.provider, row.requested_model) == (
         model, provider_name, REQUESTED[provider])
@@ -81,29 +86,36 @@ def test_content_usage_and_row_agree(make_app, served, provider):
     assert len(served.requests) == 1
 
 
-@pytest.mark.parametrize(("provider", "payload", "content", "expected"), [
+@pytest.mark.parametrize(("provider", "payload", "content", "expected", "cost"), [
     ("openai", "openai_chat_completion_cached_tokens.json", "OK",
      {"model": "gpt-5.6-sol", "prompt_tokens": 4020, "completion_tokens": 4,
-      "total_tokens": 4024, "cached_tokens": 4012, "reasoning_tokens": 0}),
+      "total_tokens": 4024, "cached_tokens": 4012, "reasoning_tokens": 0},
+     # since 2026-08-21: 8 x $4 + 4012 cached x $0.40 + 4 x $20 per MTok
+     "0.001716800"),
     ("openai", "openai_chat_completion_reasoning_tokens.json",
      "The capital of Mexico is Mexico City. It is not only the seat of the federal government "
      "but also a major cultural, political, and economic center in the country.",
      {"model": "o3-mini-2025-01-31", "prompt_tokens": 13, "completion_tokens": 238,
-      "total_tokens": 251, "cached_tokens": 0, "reasoning_tokens": 192}),
+      "total_tokens": 251, "cached_tokens": 0, "reasoning_tokens": 192},
+     # 13 x $1.10 + 238 (192 of them reasoning) x $4.40 per MTok
+     "0.001061500"),
     ("gemini", "gemini_generate_content_cached_and_thoughts.json", "Paris.",
      {"model": "gemini-2.5-flash", "prompt_tokens": 3520, "completion_tokens": 44,
-      "total_tokens": 3564, "cached_tokens": 3512, "reasoning_tokens": 42}),
+      "total_tokens": 3564, "cached_tokens": 3512, "reasoning_tokens": 42},
+     # 8 x $0.30 + 3512 cached x $0.03 + 44 (42 of them thoughts) x $2.50 per MTok
+     "0.000217760"),
 ])
 def test_cached_and_reasoning_tokens_of_real_payloads(make_app, fake_provider, provider,
-                                                      payload, content, expected):
+                                                      payload, content, expected, cost):
     app = make_app(**provider_config(provider, fake_provider.base_url))
     fake_provider.enqueue_payload(payload)
     with app.app_context():
         got, usage = LLMTracker.call_and_track(HELLO)
     [row] = rows(app)
     assert got == content
-    assert usage == {**expected, "latency_ms": row.latency_ms}
+    assert usage == {**expected, "latency_ms": row.latency_ms, "cost_usd": cost}
     assert {k: getattr(row, k) for k in expected} == expected
+    assert row.cost_usd == Decimal(cost)
     assert (row.success, row.node_name) == (True, "unknown")
 
 

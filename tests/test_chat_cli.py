@@ -19,12 +19,12 @@ def rows(app) -> list[LLMUsage]:
         return db.session.scalars(db.select(LLMUsage)).all()
 
 
-@pytest.mark.parametrize(("provider", "model", "tokens"), [
-    ("openai", "gpt-4o-mini", (12, 5, 17)),
-    ("gemini", "gemini-2.5-flash", (9, 6, 15)),
+@pytest.mark.parametrize(("provider", "model", "tokens", "cost"), [
+    ("openai", "gpt-4o-mini", (12, 5, 17), "0.000004800"),
+    ("gemini", "gemini-2.5-flash", (9, 6, 15), "0.000017700"),
 ])
 def test_chat_prints_reply_and_usage_and_records_the_row(make_app, fake_provider, provider,
-                                                          model, tokens):
+                                                          model, tokens, cost):
     app = make_app(**provider_config(provider, fake_provider.base_url))
     result = app.test_cli_runner().invoke(
         args=["chat", "你好", "--user-id", "4", "--node", "cli-test"])
@@ -34,7 +34,7 @@ def test_chat_prints_reply_and_usage_and_records_the_row(make_app, fake_provider
     assert result.output == (
         f"{DEFAULT_TEXT}\n--- usage ---\nmodel: {model}\nprompt_tokens: {prompt}\n"
         f"completion_tokens: {completion}\ntotal_tokens: {total}\ncached_tokens: 0\n"
-        f"reasoning_tokens: 0\nlatency_ms: {row.latency_ms}\n")
+        f"reasoning_tokens: 0\nlatency_ms: {row.latency_ms}\ncost_usd: {cost}\n")
     assert (row.user_id, row.node_name, row.success, row.total_tokens) == (
         4, "cli-test", True, total)
     assert row.meta == {"node_name": "cli-test", "source_type": "cli"}
