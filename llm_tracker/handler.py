@@ -105,6 +105,15 @@ def _served_model(response: LLMResult | None, gen: Any) -> str | None:
     return None
 
 
+def _service_tier(response: LLMResult | None, gen: Any) -> str | None:
+    # OpenAI reports the tier that served the call ("flex", "priority"...): its price.
+    meta = gen.message.response_metadata if isinstance(gen, ChatGeneration) else {}
+    info = getattr(gen, "generation_info", None) or {}
+    llm_output = (response.llm_output if response else None) or {}
+    tier = meta.get("service_tier") or info.get("service_tier") or llm_output.get("service_tier")
+    return tier if isinstance(tier, str) and tier not in ("default", "auto") else None
+
+
 # AzureChatOpenAI (with model_version) appends the version to a served name that already
 # carries it: "gpt-4o-2024-11-20-2024-11-20".
 _DOUBLED_VERSION = re.compile(r"(-\d[\w.-]{2,}?)\1$")
@@ -232,6 +241,10 @@ class UsageHandler(BaseCallbackHandler):
             meta["llm_cache_hit"] = True
             meta["cached_usage"] = dict(um)
             usage = Usage()
+
+        tier = _service_tier(response, gen)
+        if tier:
+            meta["service_tier"] = tier
 
         cancelled = isinstance(error, _CANCELLED)
         if cancelled:
