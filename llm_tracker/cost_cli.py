@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -62,8 +63,8 @@ def reprice_command(since: datetime, until: datetime | None, dry_run: bool,
         raise click.BadParameter("--until must be after --since", param_hint="--until")
     total = count_rows(since, until)
     if total > PROGRESS_MIN_ROWS:
-        with click.progressbar(length=total, label="repricing", file=click.get_text_stream(
-                "stderr")) as bar:
+        # On stderr, so the report on stdout stays clean for scripts.
+        with click.progressbar(length=total, label="repricing", file=sys.stderr) as bar:
             report = reprice(since, until, dry_run=dry_run, batch_size=batch_size,
                              on_batch=bar.update)
     else:
