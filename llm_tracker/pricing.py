@@ -401,7 +401,9 @@ class Pricer:
     def _resolve_uncached(self, provider: str | None, model: str,
                           deployment: str | None) -> _Resolved:
         pid = genai_provider_id(provider)
-        names = [model]
+        names = [model]  # what rule patterns are matched against
+        if deployment and deployment != model and pid in (None, "azure"):
+            names.append(deployment)
         lookups = [(model, None)]
         if self.deployments and pid in (None, "azure"):
             if model in self.deployments:

@@ -111,6 +111,16 @@ def test_azure_deployment_mapped_by_config(make_app):
     assert (other.cost_usd, other.price_source) == (None, None)
 
 
+def test_rules_match_azure_deployment_names(make_app):
+    app = make_app(LLM_TRACKER_CUSTOM_PRICES=[
+        {"pattern": "prod-4o", "provider": "azure", "input_per_mtok": "2", "output_per_mtok": 8},
+    ])
+    row = record(app, "gpt-4o-2024-11-20", provider="azure_openai", deployment="prod-4o",
+                 prompt_tokens=1000, completion_tokens=100)
+    # A negotiated price for one deployment: 1000 x $2 + 100 x $8.
+    assert (row.cost_usd, row.price_source) == (Decimal("0.0028"), "custom: prod-4o")
+
+
 def test_gemini_thoughts_and_cached(app):
     at = datetime(2026, 3, 1, tzinfo=UTC)
     row = record(app, "gemini-2.5-flash", provider="google_genai", created_at=at,
