@@ -427,7 +427,7 @@ class Pricer:
                 if via is not None:
                     source += f" (deployment {via})"
                 return _Resolved(tuple(rules), gp, gm, any(m is gm for m in gp.models),
-                                 source[:200])
+                                 source)
         return _Resolved(tuple(rules), None, None, False, None)
 
     def knows(self, provider: str | None, model: str, deployment: str | None = None) -> bool:
@@ -473,7 +473,7 @@ def _columns(parts: tuple[Decimal, Decimal, Decimal, Decimal], source: str | Non
         "input_cost_usd": input_cost.quantize(MONEY_QUANTUM),
         "output_cost_usd": output_cost.quantize(MONEY_QUANTUM),
         "cache_savings_usd": savings.quantize(MONEY_QUANTUM),
-        "price_source": source,
+        "price_source": source[:200] if source else source,  # the column's length
     }
 
 

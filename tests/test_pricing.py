@@ -13,6 +13,8 @@ import pytest
 from genai_prices import Usage, calc_price
 from genai_prices.data_snapshot import DataSnapshot, set_custom_snapshot
 from genai_prices.types import ModelPrice
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from langchain_core.caches import InMemoryCache
 from langchain_core.language_models.fake_chat_models import GenericFakeChatModel
 from langchain_core.messages import AIMessage
@@ -484,3 +486,42 @@ def test_fast_path_equals_genai_prices_for_every_bundled_model():
                         uncached - calc["total_price"]), (provider.id, model.id, t)
                     checked += 1
     assert checked > 10_000
+
+
+MODELS = [("openai", "o4-mini"), ("google", "gemini-2.5-pro"), ("google", "gemini-2.5-flash"),
+          ("anthropic", "claude-sonnet-4-5"), ("anthropic", "claude-opus-4-6"),
+          ("azure", "gpt-4o"), ("deepseek", "deepseek-v4-pro")]
+
+
+@settings(max_examples=300, deadline=None)
+@given(model=st.sampled_from(MODELS), prompt=st.integers(0, 2_000_000),
+       cached=st.integers(0, 400_000), written=st.integers(0, 400_000),
+       completion=st.integers(0, 200_000), reasoning=st.integers(0, 200_000),
+       day=st.dates(date(2024, 1, 1), date(2027, 12, 31)), hour=st.integers(0, 23))
+def test_fast_path_equals_genai_prices_for_any_usage(model, prompt, cached, written, completion,
+                                                     reasoning, day, hour):
+    from llm_tracker.pricing import _lookup
+
+    at = datetime(day.year, day.month, day.day, hour, tzinfo=UTC)
+    _, info = _lookup(*model)
+    mp = info.get_prices(at)
+    t = TokenSplit(prompt, cached, written, completion, reasoning)
+    try:
+        calc = mp.calc_price(t.genai_usage())
+        uncached = mp.calc_price(t.genai_usage(cached=False))["total_price"]
+    except ValueError:  # token counts that do not add up: both refuse
+        with pytest.raises(ValueError):
+            price_with_model_price(mp, t)
+        return
+    assert price_with_model_price(mp, t) == (calc["total_price"], calc["input_price"],
+                                             calc["output_price"],
+                                             uncached - calc["total_price"])
+
+
+def test_long_sources_fit_the_column(make_app):
+    pattern = "|".join(["acme-llm-1"] + [f"other-model-{i}" for i in range(30)])
+    assert len(pattern) > 300
+    app = make_app(LLM_TRACKER_CUSTOM_PRICES=[{"pattern": pattern, "input_per_mtok": 1,
+                                               "output_per_mtok": 1}])
+    row = record(app, "acme-llm-1", prompt_tokens=1_000_000)
+    assert (row.cost_usd, row.price_source) == (Decimal(1), f"custom: {pattern}"[:200])
