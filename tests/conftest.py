@@ -91,3 +91,54 @@ def fake_provider(_fake_provider_server):
     """The fake OpenAI / Azure / Gemini server on 127.0.0.1, reset for this test."""
     _fake_provider_server.reset()
     return _fake_provider_server
+
+
+# --- users and logging in ----------------------------------------------------------------
+
+ADMIN_PASSWORD = "admin-pass-123"
+USER_PASSWORD = "user-pass-123"
+
+
+def create_test_user(app, username, password, *, admin=False, active=True):
+    """Add a user directly (a cheap hash keeps tests fast; the CLI tests cover scrypt)."""
+    from werkzeug.security import generate_password_hash
+
+    from llm_tracker import User
+
+    with app.app_context():
+        user = User(username=username, is_staff=admin, is_superuser=admin, is_active=active,
+                    password_hash=generate_password_hash(password, method="pbkdf2:sha256:1000"))
+        db.session.add(user)
+        db.session.commit()
+        return user.id
+
+
+@pytest.fixture
+def admin_user(app):
+    """An active admin ``admin`` / ADMIN_PASSWORD; its id."""
+    return create_test_user(app, "admin", ADMIN_PASSWORD, admin=True)
+
+
+@pytest.fixture
+def regular_user(app):
+    """An active non-admin ``alice`` / USER_PASSWORD; its id."""
+    return create_test_user(app, "alice", USER_PASSWORD)
+
+
+class AuthActions:
+    """Log the test client in and out through the JSON API."""
+
+    def __init__(self, client):
+        self._client = client
+
+    def login(self, username="admin", password=ADMIN_PASSWORD):
+        return self._client.post("/api/v1/auth/login",
+                                 json={"username": username, "password": password})
+
+    def logout(self):
+        return self._client.post("/api/v1/auth/logout")
+
+
+@pytest.fixture
+def auth(client):
+    return AuthActions(client)
