@@ -46,9 +46,15 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     llm_tracker.init_app(app)
     migrate.init_app(app, db)
 
-    from . import cli
+    from llm_tracker import views
+
+    from . import auth, cli, dashboard
 
     cli.init_app(app)
+    auth.init_app(app)
+    app.register_blueprint(views.bp, url_prefix="/api/v1/admin")
+    app.register_blueprint(dashboard.bp)
+    views.register_error_handlers(app)
     return app
 
 

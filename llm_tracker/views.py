@@ -1,0 +1,149 @@
+"""The admin JSON API: ``GET token-stats/`` and ``GET llm-usage/``, admins only.
+
+Mount the blueprint under any prefix and register the JSON error handler once::
+
+    app.register_blueprint(llm_tracker.views.bp, url_prefix="/api/v1/admin")
+    llm_tracker.views.register_error_handlers(app)
+
+Authentication is Flask-Login's: the app needs a ``LoginManager`` whose users have
+``is_active`` and ``is_staff`` / ``is_superuser`` (``llm_tracker.User`` has them).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from flask import Blueprint, Flask, Response, abort, jsonify, request
+from flask_login import current_user
+from marshmallow import RAISE, Schema, ValidationError, fields, pre_load, validate
+from werkzeug.exceptions import HTTPException
+
+from .llm_usage import MAX_MODEL_FILTER, MAX_PAGE, MAX_PAGE_SIZE, get_llm_usage_list_from_query
+from .llm_usage_stats import (
+    GRANULARITIES,
+    _parse_date,
+    _parse_end_date,
+    _parse_tz,
+    get_token_stats_from_query,
+)
+
+__all__ = ["LLMUsageQuery", "TokenStatsQuery", "bp", "register_error_handlers"]
+
+bp = Blueprint("llm_tracker_admin", __name__)
+
+_INT32 = validate.Range(min=-(2**31), max=2**31 - 1)
+
+
+def _checked(parse: Callable[[Any], Any]) -> Callable[[Any], None]:
+    # Marshmallow validators signal failure with ValidationError; the parsers raise ValueError.
+    def check(value: Any) -> None:
+        try:
+            parse(value)
+        except ValueError as exc:
+            raise ValidationError(str(exc)) from None
+
+    return check
+
+
+class _Query(Schema):
+    """Common rules: unknown parameters are refused, empty values mean absent."""
+
+    class Meta:
+        unknown = RAISE
+
+    start_date = fields.String(validate=_checked(_parse_date))
+    end_date = fields.String(validate=_checked(_parse_end_date))
+    user_id = fields.Integer(strict=False, validate=_INT32)
+    tz = fields.String(validate=_checked(_parse_tz))
+
+    @pre_load
+    def _drop_empty(self, data: Mapping[str, Any], **_kwargs: Any) -> dict[str, Any]:
+        # HTML filter forms send every field, blank ones as "".
+        return {key: value for key, value in data.items() if value != ""}
+
+
+class TokenStatsQuery(_Query):
+    """Query parameters of ``GET token-stats/``."""
+
+    granularity = fields.String(validate=validate.OneOf(sorted(GRANULARITIES)))
+
+
+class LLMUsageQuery(_Query):
+    """Query parameters of ``GET llm-usage/``."""
+
+    page = fields.Integer(strict=False, validate=validate.Range(min=1, max=MAX_PAGE))
+    page_size = fields.Integer(strict=False,
+                               validate=validate.Range(min=1, max=MAX_PAGE_SIZE))
+    model = fields.String(validate=[
+        validate.Length(max=MAX_MODEL_FILTER),
+        validate.ContainsNoneOf(["\x00"], error="must not contain NUL characters"),
+    ])
+    success = fields.Boolean(truthy={"true", "True", "TRUE"},
+                             falsy={"false", "False", "FALSE"})
+
+
+def _load(schema: Schema) -> dict[str, Any]:
+    try:
+        return schema.load(request.args.to_dict(flat=True))
+    except ValidationError as exc:
+        abort(400, description=_describe(exc.messages))
+
+
+def _describe(messages: Any) -> str:
+    if isinstance(messages, dict):
+        parts = [f"{key}: {_describe(value)}" for key, value in sorted(messages.items())]
+        return "invalid query parameters: " + "; ".join(parts) if parts else "invalid query"
+    if isinstance(messages, list):
+        return " ".join(str(m) for m in messages)
+    return str(messages)
+
+
+@bp.before_request
+def _require_admin() -> None:
+    # is_anonymous, not is_authenticated: Flask-Login's UserMixin reports a deactivated
+    # user as unauthenticated, but a known user without rights gets 403, not 401.
+    if current_user.is_anonymous:
+        abort(401, description="authentication required: log in first")
+    user = current_user._get_current_object()
+    is_admin = bool(getattr(user, "is_active", False)
+                    and (getattr(user, "is_staff", False) or getattr(user, "is_superuser", False)))
+    if not is_admin:
+        abort(403, description="admin access required (an active staff or superuser account)")
+
+
+@bp.get("token-stats/")
+def token_stats() -> Response:
+    """Summary, by-model and (with ``granularity``) time-series statistics."""
+    params = _load(TokenStatsQuery())
+    try:
+        return jsonify(get_token_stats_from_query(params))
+    except ValueError as exc:
+        abort(400, description=str(exc))
+
+
+@bp.get("llm-usage/")
+def llm_usage() -> Response:
+    """One page of usage rows, newest first."""
+    params = _load(LLMUsageQuery())
+    if "success" in params:
+        params["success"] = "true" if params["success"] else "false"
+    try:
+        return jsonify(get_llm_usage_list_from_query(params))
+    except ValueError as exc:
+        abort(400, description=str(exc))
+
+
+def _json_error(exc: HTTPException) -> Response:
+    # Keep werkzeug's status and headers (Allow, Retry-After, ...) but never its HTML body;
+    # descriptions are ours or werkzeug's generic text, so no stack trace leaks.
+    response = exc.get_response()
+    response.set_data(jsonify({"error": exc.description or exc.name}).get_data())
+    response.content_type = "application/json"
+    return response
+
+
+def register_error_handlers(app: Flask) -> None:
+    """Make every HTTP error of ``app`` a JSON ``{"error": "..."}`` response."""
+    app.register_error_handler(HTTPException, _json_error)
+
