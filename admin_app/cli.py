@@ -13,6 +13,11 @@ from llm_tracker import User, db
 
 
 def _create_user(username: str, password: str, *, admin: bool) -> User:
+    if not username or username != username.strip() or len(username) > 150:
+        raise click.ClickException(
+            "username must be 1 to 150 characters without leading or trailing spaces")
+    if not password:
+        raise click.ClickException("password must not be empty")
     if db.session.execute(select(User).filter_by(username=username)).scalar_one_or_none():
         raise click.ClickException(f"user {username!r} already exists")
     user = User(username=username, is_staff=admin, is_superuser=admin, is_active=True)
