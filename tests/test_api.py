@@ -316,3 +316,18 @@ def test_arbitrary_query_strings_never_give_5xx(admin_client):
 
     stats()
     usage()
+
+
+def test_unexpected_exception_is_a_json_500_without_a_trace(make_app):
+    app = make_app(TESTING=False)
+
+    @app.get("/boom")
+    def boom():
+        raise RuntimeError("secret internals")
+
+    response = app.test_client().get("/boom")
+    assert response.status_code == 500
+    assert response.get_json() == {"error": (
+        "The server encountered an internal error and was unable to complete your request. "
+        "Either the server is overloaded or there is an error in the application.")}
+    assert b"secret internals" not in response.data
