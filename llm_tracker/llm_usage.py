@@ -19,6 +19,7 @@ from .llm_usage_stats import (
     _parse_user_id,
 )
 from .models import LLMUsage, User
+from .pricing import format_money
 
 __all__ = ["MAX_PAGE_SIZE", "get_llm_usage_list", "get_llm_usage_list_from_query"]
 
@@ -40,7 +41,7 @@ def _parse_int(value: Any, name: str, default: int, low: int, high: int) -> int:
     return value
 
 
-def _parse_success(value: Any) -> bool | None:
+def _parse_bool(value: Any, name: str) -> bool | None:
     if value is None or isinstance(value, bool):
         return value
     if isinstance(value, str):
@@ -49,7 +50,7 @@ def _parse_success(value: Any) -> bool | None:
             return None
         if text in ("true", "false"):
             return text == "true"
-    raise ValueError(f"success must be 'true' or 'false', got {value!r}")
+    raise ValueError(f"{name} must be 'true' or 'false', got {value!r}")
 
 
 def _parse_model_filter(value: Any) -> str | None:
@@ -69,17 +70,21 @@ def get_llm_usage_list(page: int | str = 1, page_size: int | str = 20,
                        user_id: int | str | None = None, model_filter: str | None = None,
                        success_filter: bool | str | None = None,
                        start_date: DateArg = None, end_date: DateArg = None, *,
-                       tz: str | tzinfo | None = None) -> dict[str, Any]:
+                       tz: str | tzinfo | None = None,
+                       priced_filter: bool | str | None = None) -> dict[str, Any]:
     """One page of usage rows, newest first, with the total count of matching rows.
 
-    ``model_filter`` is a case-insensitive substring, ``success_filter`` ``"true"`` /
-    ``"false"`` (or a bool); dates as in ``llm_usage_stats``. Bad values raise ``ValueError``.
+    ``model_filter`` is a case-insensitive substring, ``success_filter`` and
+    ``priced_filter`` ``"true"`` / ``"false"`` (or a bool; ``priced_filter=False`` finds
+    the rows no price source knew); dates as in ``llm_usage_stats``. Bad values raise
+    ``ValueError``.
     """
     page = _parse_int(page, "page", 1, 1, MAX_PAGE)
     page_size = _parse_int(page_size, "page_size", 20, 1, MAX_PAGE_SIZE)
     uid = _parse_user_id(user_id)
     model = _parse_model_filter(model_filter)
-    success = _parse_success(success_filter)
+    success = _parse_bool(success_filter, "success")
+    priced = _parse_bool(priced_filter, "priced")
     zone = _parse_tz(tz)
     start = _parse_date(start_date, zone)
     end = _parse_end_date(end_date, zone)
@@ -92,6 +97,9 @@ def get_llm_usage_list(page: int | str = 1, page_size: int | str = 20,
         conditions.append(LLMUsage.model.icontains(model, autoescape=True))
     if success is not None:
         conditions.append(LLMUsage.success.is_(success))
+    if priced is not None:
+        conditions.append(LLMUsage.cost_usd.is_not(None) if priced
+                          else LLMUsage.cost_usd.is_(None))
     if start is not None:
         conditions.append(LLMUsage.created_at >= start)
     if end is not None:
@@ -115,8 +123,8 @@ def get_llm_usage_list(page: int | str = 1, page_size: int | str = 20,
 def get_llm_usage_list_from_query(params: Mapping[str, Any]) -> dict[str, Any]:
     """``get_llm_usage_list`` from query parameters.
 
-    Reads ``page``, ``page_size``, ``user_id``, ``model``, ``success``, ``start_date``,
-    ``end_date`` and ``tz``; empty values count as absent.
+    Reads ``page``, ``page_size``, ``user_id``, ``model``, ``success``, ``priced``,
+    ``start_date``, ``end_date`` and ``tz``; empty values count as absent.
     """
     return get_llm_usage_list(
         page=params.get("page"),
@@ -127,6 +135,7 @@ def get_llm_usage_list_from_query(params: Mapping[str, Any]) -> dict[str, Any]:
         start_date=params.get("start_date"),
         end_date=params.get("end_date"),
         tz=params.get("tz"),
+        priced_filter=params.get("priced"),
     )
 
 
@@ -136,12 +145,21 @@ def _row_dict(row: LLMUsage, username: str | None) -> dict[str, Any]:
         "user_id": row.user_id,
         "username": username,
         "model": row.model,
+        "requested_model": row.requested_model,
+        "deployment": row.deployment,
         "provider": row.provider,
+        "node_name": row.node_name,
         "prompt_tokens": row.prompt_tokens,
         "completion_tokens": row.completion_tokens,
         "total_tokens": row.total_tokens,
         "cached_tokens": row.cached_tokens,
+        "cache_write_tokens": row.cache_write_tokens,
         "reasoning_tokens": row.reasoning_tokens,
+        "cost_usd": format_money(row.cost_usd),
+        "input_cost_usd": format_money(row.input_cost_usd),
+        "output_cost_usd": format_money(row.output_cost_usd),
+        "cache_savings_usd": format_money(row.cache_savings_usd),
+        "price_source": row.price_source,
         "latency_ms": row.latency_ms,
         "success": row.success,
         "error": row.error,

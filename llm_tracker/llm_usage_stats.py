@@ -10,6 +10,7 @@ import bisect
 import re
 from collections.abc import Mapping
 from datetime import UTC, date, datetime, timedelta, tzinfo
+from decimal import Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -17,6 +18,7 @@ from sqlalchemy import ColumnElement, Integer, and_, case, column, func, select,
 
 from .database import UTCDateTime, db, utcnow
 from .models import LLMUsage
+from .pricing import format_money
 
 __all__ = [
     "GRANULARITIES",
@@ -169,11 +171,30 @@ def _bounds(start_date: DateArg, end_date: DateArg, user_id: Any,
 
 
 def _sums() -> list[Any]:
-    return [func.coalesce(func.sum(col), 0).label(key) for key, col in _TOKEN_SUMS]
+    return [
+        *(func.coalesce(func.sum(col), 0).label(key) for key, col in _TOKEN_SUMS),
+        func.count(LLMUsage.id).label("total_calls"),
+        # SUM skips NULL: the cost of the priced calls; NULL when none is priced.
+        func.sum(LLMUsage.cost_usd).label("total_cost_usd"),
+        func.coalesce(func.sum(case((LLMUsage.cost_usd.is_(None), 1), else_=0)), 0)
+        .label("unpriced_calls"),
+    ]
 
 
-def _token_dict(row: Any) -> dict[str, int]:
-    return {key: int(getattr(row, key) or 0) for key, _ in _TOKEN_SUMS}
+def _token_dict(row: Any) -> dict[str, Any]:
+    """Tokens, calls and cost of one aggregate row (None: a bucket with no calls)."""
+    result: dict[str, Any] = {key: int(getattr(row, key) or 0) if row else 0
+                              for key, _ in _TOKEN_SUMS}
+    calls = int(row.total_calls) if row else 0
+    cost = row.total_cost_usd if row else None
+    # No calls cost nothing; calls none of which is priced have no known cost (null),
+    # never a silent $0.
+    if cost is None and calls == 0:
+        cost = Decimal(0)
+    result["total_calls"] = calls
+    result["total_cost_usd"] = format_money(cost)
+    result["unpriced_calls"] = int(row.unpriced_calls) if row else 0
+    return result
 
 
 # --- the statistics -------------------------------------------------------------------
@@ -181,40 +202,42 @@ def _token_dict(row: Any) -> dict[str, int]:
 
 def get_summary_stats(start_date: DateArg = None, end_date: DateArg = None,
                       user_id: int | str | None = None, *,
-                      tz: str | tzinfo | None = None) -> dict[str, int]:
-    """Totals of tokens and calls (all, successful, failed) in the range."""
+                      tz: str | tzinfo | None = None) -> dict[str, Any]:
+    """Totals of tokens, calls (all, successful, failed) and cost in the range.
+
+    ``total_cost_usd`` sums the priced calls (null when there are calls and none is
+    priced); ``unpriced_calls`` counts the others; ``cache_savings_usd`` is what the cached
+    input would have cost at the uncached rate, minus what it cost.
+    """
     start, end, uid = _bounds(start_date, end_date, user_id, tz)
     stmt = select(
         *_sums(),
-        func.count(LLMUsage.id).label("total_calls"),
         func.coalesce(func.sum(case((LLMUsage.success.is_(True), 1), else_=0)), 0)
         .label("successful_calls"),
+        func.sum(LLMUsage.cache_savings_usd).label("cache_savings_usd"),
     ).where(*_filters(start, end, uid))
     row = db.session.execute(stmt).one()
-    total_calls = int(row.total_calls)
+    result = _token_dict(row)
     successful = int(row.successful_calls)
-    return {
-        **_token_dict(row),
-        "total_calls": total_calls,
-        "successful_calls": successful,
-        "failed_calls": total_calls - successful,
-    }
+    result.update(
+        successful_calls=successful,
+        failed_calls=result["total_calls"] - successful,
+        cache_savings_usd=format_money(row.cache_savings_usd or Decimal(0)),
+    )
+    return result
 
 
 def get_stats_by_model(start_date: DateArg = None, end_date: DateArg = None,
                        user_id: int | str | None = None, *,
                        tz: str | tzinfo | None = None) -> list[dict[str, Any]]:
-    """Calls and tokens per model, most tokens first (ties by model name)."""
+    """Calls, tokens and cost per model, most tokens first (ties by model name)."""
     start, end, uid = _bounds(start_date, end_date, user_id, tz)
     stmt = (
-        select(LLMUsage.model, func.count(LLMUsage.id).label("total_calls"), *_sums())
+        select(LLMUsage.model, *_sums())
         .where(*_filters(start, end, uid))
         .group_by(LLMUsage.model)
     )
-    result = [
-        {"model": row.model, "total_calls": int(row.total_calls), **_token_dict(row)}
-        for row in db.session.execute(stmt)
-    ]
+    result = [{"model": row.model, **_token_dict(row)} for row in db.session.execute(stmt)]
     # Sorted here rather than in SQL so ties order the same whatever the database collation.
     result.sort(key=lambda r: (-r["total_tokens"], r["model"]))
     return result
@@ -223,7 +246,7 @@ def get_stats_by_model(start_date: DateArg = None, end_date: DateArg = None,
 def get_time_series_stats(granularity: str, start_date: DateArg = None,
                           end_date: DateArg = None, user_id: int | str | None = None, *,
                           tz: str | tzinfo | None = None) -> list[dict[str, Any]]:
-    """Calls and tokens per local hour (``day``), day (``month``) or month (``year``).
+    """Calls, tokens and cost per local hour (``day``), day (``month``) or month (``year``).
 
     Every bucket of the range is present, zero-filled; ``bucket`` is the ISO 8601 local
     start of the bucket with its UTC offset. Without a range: the current hour and the 23
@@ -258,19 +281,15 @@ def get_time_series_stats(granularity: str, start_date: DateArg = None,
     if uid is not None:
         conditions.append(LLMUsage.user_id == uid)
     stmt = (
-        select(buckets.c.idx, func.count(LLMUsage.id).label("total_calls"), *_sums())
+        select(buckets.c.idx, *_sums())
         .join_from(buckets, LLMUsage, and_(*conditions))
         .group_by(buckets.c.idx)
     )
     found = {row.idx: row for row in db.session.execute(stmt)}
     series = []
     for i in range(len(edges) - 1):
-        row = found.get(i)
-        series.append({
-            "bucket": edges[i].astimezone(zone).isoformat(),
-            "total_calls": int(row.total_calls) if row else 0,
-            **(_token_dict(row) if row else {key: 0 for key, _ in _TOKEN_SUMS}),
-        })
+        series.append({"bucket": edges[i].astimezone(zone).isoformat(),
+                       **_token_dict(found.get(i))})
     return series
 
 

@@ -81,6 +81,8 @@ class LLMUsageQuery(_Query):
     ])
     success = fields.Boolean(truthy={"true", "True", "TRUE"},
                              falsy={"false", "False", "FALSE"})
+    priced = fields.Boolean(truthy={"true", "True", "TRUE"},
+                            falsy={"false", "False", "FALSE"})
 
 
 def _load(schema: Schema) -> dict[str, Any]:
@@ -126,8 +128,6 @@ def token_stats() -> Response:
 def llm_usage() -> Response:
     """One page of usage rows, newest first."""
     params = _load(LLMUsageQuery())
-    if "success" in params:
-        params["success"] = "true" if params["success"] else "false"
     try:
         return jsonify(get_llm_usage_list_from_query(params))
     except ValueError as exc:

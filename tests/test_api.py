@@ -104,22 +104,27 @@ def test_token_stats_shape(admin_client):
         "summary": {
             "total_prompt_tokens": 1120, "total_completion_tokens": 250, "total_tokens": 1370,
             "total_cached_tokens": 10, "total_reasoning_tokens": 0, "total_calls": 3,
-            "successful_calls": 2, "failed_calls": 1,
+            "successful_calls": 2, "failed_calls": 1, "unpriced_calls": 0,
+            # micro-USD: 44.25 (gpt-4o-mini, 10 cached) + 4500 (gpt-4o) + 3 (gpt-4o-mini)
+            "total_cost_usd": "0.004547250", "cache_savings_usd": "0.000000750",
         },
         "by_model": [
             {"model": "gpt-4o", "total_calls": 1, "total_prompt_tokens": 1000,
-             "total_completion_tokens": 200, "total_tokens": 1200, **zeros},
+             "total_completion_tokens": 200, "total_tokens": 1200, **zeros,
+             "total_cost_usd": "0.004500000", "unpriced_calls": 0},
             {"model": "gpt-4o-mini", "total_calls": 2, "total_prompt_tokens": 120,
              "total_completion_tokens": 50, "total_tokens": 170, "total_cached_tokens": 10,
-             "total_reasoning_tokens": 0},
+             "total_reasoning_tokens": 0, "total_cost_usd": "0.000047250",
+             "unpriced_calls": 0},
         ],
         "series": [
             {"bucket": "2026-01-10T00:00:00+00:00", "total_calls": 2,
              "total_prompt_tokens": 1100, "total_completion_tokens": 250,
-             "total_tokens": 1350, "total_cached_tokens": 10, "total_reasoning_tokens": 0},
+             "total_tokens": 1350, "total_cached_tokens": 10, "total_reasoning_tokens": 0,
+             "total_cost_usd": "0.004544250", "unpriced_calls": 0},
             {"bucket": "2026-01-11T00:00:00+00:00", "total_calls": 1,
              "total_prompt_tokens": 20, "total_completion_tokens": 0, "total_tokens": 20,
-             **zeros},
+             **zeros, "total_cost_usd": "0.000003000", "unpriced_calls": 0},
         ],
     }
 
@@ -150,8 +155,12 @@ def test_llm_usage_shape(admin_client, rows):
     assert [r["id"] for r in data["results"]] == [rows[2], rows[1]]
     assert data["results"][1] == {
         "id": rows[1], "user_id": 2, "username": "alice", "model": "gpt-4o",
-        "provider": None, "prompt_tokens": 1000, "completion_tokens": 200,
-        "total_tokens": 1200, "cached_tokens": 0, "reasoning_tokens": 0, "latency_ms": None,
+        "requested_model": None, "deployment": None, "provider": None, "node_name": "unknown",
+        "prompt_tokens": 1000, "completion_tokens": 200, "total_tokens": 1200,
+        "cached_tokens": 0, "cache_write_tokens": 0, "reasoning_tokens": 0,
+        "cost_usd": "0.004500000", "input_cost_usd": "0.002500000",
+        "output_cost_usd": "0.002000000", "cache_savings_usd": "0.000000000",
+        "price_source": "genai-prices 0.2.3: openai/gpt-4o", "latency_ms": None,
         "success": True, "error": None, "created_at": "2026-01-10T09:30:00+00:00",
         "metadata": {"doc": "a.pdf", "node_name": "unknown"},
     }
@@ -183,6 +192,7 @@ def test_llm_usage_filters(admin_client):
     (USAGE, "page_size=100000",
      "page_size: Must be greater than or equal to 1 and less than or equal to 200."),
     (USAGE, "success=maybe", "success: Not a valid boolean."),
+    (USAGE, "priced=perhaps", "priced: Not a valid boolean."),
     (STATS, "start_date=garbage", f"start_date: invalid start_date 'garbage': {DATE_HINT}"),
     (USAGE, "start_date=garbage", f"start_date: invalid start_date 'garbage': {DATE_HINT}"),
     (STATS, "end_date=2026-13-45", f"end_date: invalid end_date '2026-13-45': {DATE_HINT}"),

@@ -35,7 +35,11 @@ def add(when, model="gpt-4o-mini", prompt=0, completion=0, *, cached=0, reasonin
 
 
 def seed_rows():
-    """Six rows around 2026-01-10 (UTC); expected figures are worked out in each test."""
+    """Six rows around 2026-01-10 (UTC); expected figures are worked out in each test.
+
+    Costs at genai-prices' rates (USD per million input / cached input / output):
+    gpt-4o-mini 0.15 / 0.075 / 0.60, gpt-4o 2.50 / 1.25 / 10.00, o3-mini 1.10 / 0.55 / 4.40.
+    """
     add(utc(2026, 1, 10, 8, 0), "gpt-4o-mini", 100, 50, cached=10, user_id=1)
     add(utc(2026, 1, 10, 9, 30), "gpt-4o", 1000, 200, user_id=2)
     add(utc(2026, 1, 10, 23, 59, 59, 999999), "o3-mini", 300, 400, reasoning=250, user_id=1)
@@ -70,12 +74,21 @@ def test_summary_all_eight_keys(ctx):
         "total_calls": 6,
         "successful_calls": 5,
         "failed_calls": 1,
+        # 44.25 (90 + 10 cached in, 50 out) + 4500 + 2090 + 3 + 62.5 + 9.9 micro-USD
+        "total_cost_usd": "0.006709650",
+        "unpriced_calls": 0,
+        # 10 cached tokens at 0.15 instead of 0.075 per million
+        "cache_savings_usd": "0.000000750",
     }
 
 
 def test_summary_empty_database_is_zeros(ctx):
-    assert get_summary_stats() == {key: 0 for key in (
-        *TOKEN_KEYS, "total_calls", "successful_calls", "failed_calls")}
+    assert get_summary_stats() == {
+        **{key: 0 for key in (*TOKEN_KEYS, "total_calls", "successful_calls", "failed_calls",
+                              "unpriced_calls")},
+        "total_cost_usd": "0.000000000",
+        "cache_savings_usd": "0.000000000",
+    }
 
 
 def test_summary_user_filter(ctx):
@@ -89,6 +102,9 @@ def test_summary_user_filter(ctx):
         "total_calls": 3,
         "successful_calls": 2,
         "failed_calls": 1,
+        "total_cost_usd": "0.002137250",  # 44.25 + 2090 + 3 micro-USD
+        "unpriced_calls": 0,
+        "cache_savings_usd": "0.000000750",
     }
     assert get_summary_stats(user_id="2")["total_calls"] == 2
     assert get_summary_stats(user_id=99)["total_calls"] == 0
@@ -127,13 +143,13 @@ def test_by_model_sorted_by_total_tokens(ctx):
     assert get_stats_by_model() == [
         {"model": "gpt-4o", "total_calls": 2, "total_prompt_tokens": 1005,
          "total_completion_tokens": 205, "total_tokens": 1210, "total_cached_tokens": 0,
-         "total_reasoning_tokens": 0},
+         "total_reasoning_tokens": 0, "total_cost_usd": "0.004562500", "unpriced_calls": 0},
         {"model": "o3-mini", "total_calls": 2, "total_prompt_tokens": 301,
          "total_completion_tokens": 402, "total_tokens": 703, "total_cached_tokens": 0,
-         "total_reasoning_tokens": 250},
+         "total_reasoning_tokens": 250, "total_cost_usd": "0.002099900", "unpriced_calls": 0},
         {"model": "gpt-4o-mini", "total_calls": 2, "total_prompt_tokens": 120,
          "total_completion_tokens": 50, "total_tokens": 170, "total_cached_tokens": 10,
-         "total_reasoning_tokens": 0},
+         "total_reasoning_tokens": 0, "total_cost_usd": "0.000047250", "unpriced_calls": 0},
     ]
 
 
@@ -162,9 +178,11 @@ def test_series_hourly_day_is_24_zero_filled_buckets(ctx):
     assert series[8] == {"bucket": "2026-01-10T08:00:00+00:00", "total_calls": 1,
                          "total_prompt_tokens": 100, "total_completion_tokens": 50,
                          "total_tokens": 150, "total_cached_tokens": 10,
-                         "total_reasoning_tokens": 0}
+                         "total_reasoning_tokens": 0, "total_cost_usd": "0.000044250",
+                         "unpriced_calls": 0}
     assert series[0] == {"bucket": "2026-01-10T00:00:00+00:00", "total_calls": 0,
-                         **{key: 0 for key in TOKEN_KEYS}}
+                         **{key: 0 for key in TOKEN_KEYS},
+                         "total_cost_usd": "0.000000000", "unpriced_calls": 0}
 
 
 def test_series_daily_month_and_monthly_year(ctx):
