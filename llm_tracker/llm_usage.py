@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import csv
+import io
+import json
 import re
-from collections.abc import Mapping
+import uuid
+from collections.abc import Iterator, Mapping
 from datetime import tzinfo
 from typing import Any
 
-from sqlalchemy import ColumnElement, func, select
+from sqlalchemy import ColumnElement, Select, func, select
 
 from .database import db
 from .llm_usage_stats import (
@@ -21,7 +25,15 @@ from .llm_usage_stats import (
 from .models import LLMUsage, User
 from .pricing import format_money
 
-__all__ = ["MAX_PAGE_SIZE", "get_llm_usage_list", "get_llm_usage_list_from_query"]
+__all__ = [
+    "CSV_COLUMNS",
+    "MAX_PAGE_SIZE",
+    "get_llm_usage",
+    "get_llm_usage_list",
+    "get_llm_usage_list_from_query",
+    "iter_llm_usage_csv",
+    "usage_filters",
+]
 
 MAX_PAGE_SIZE = 200
 # Keeps OFFSET (page * page_size) well inside a 64-bit integer on every backend.
@@ -66,21 +78,11 @@ def _parse_model_filter(value: Any) -> str | None:
     return value
 
 
-def get_llm_usage_list(page: int | str = 1, page_size: int | str = 20,
-                       user_id: int | str | None = None, model_filter: str | None = None,
-                       success_filter: bool | str | None = None,
-                       start_date: DateArg = None, end_date: DateArg = None, *,
-                       tz: str | tzinfo | None = None,
-                       priced_filter: bool | str | None = None) -> dict[str, Any]:
-    """One page of usage rows, newest first, with the total count of matching rows.
-
-    ``model_filter`` is a case-insensitive substring, ``success_filter`` and
-    ``priced_filter`` ``"true"`` / ``"false"`` (or a bool; ``priced_filter=False`` finds
-    the rows no price source knew); dates as in ``llm_usage_stats``. Bad values raise
-    ``ValueError``.
-    """
-    page = _parse_int(page, "page", 1, 1, MAX_PAGE)
-    page_size = _parse_int(page_size, "page_size", 20, 1, MAX_PAGE_SIZE)
+def usage_filters(user_id: int | str | None = None, model_filter: str | None = None,
+                  success_filter: bool | str | None = None, start_date: DateArg = None,
+                  end_date: DateArg = None, *, tz: str | tzinfo | None = None,
+                  priced_filter: bool | str | None = None) -> list[ColumnElement[bool]]:
+    """The WHERE conditions of the list's filters; bad values raise ``ValueError``."""
     uid = _parse_user_id(user_id)
     model = _parse_model_filter(model_filter)
     success = _parse_bool(success_filter, "success")
@@ -104,20 +106,53 @@ def get_llm_usage_list(page: int | str = 1, page_size: int | str = 20,
         conditions.append(LLMUsage.created_at >= start)
     if end is not None:
         conditions.append(LLMUsage.created_at <= end)
+    return conditions
 
-    total = db.session.execute(
-        select(func.count()).select_from(LLMUsage).where(*conditions)).scalar_one()
-    stmt = (
+
+def _rows_stmt(conditions: list[ColumnElement[bool]]) -> Select[Any]:
+    return (
         select(LLMUsage, User.username)
         .outerjoin(User, User.id == LLMUsage.user_id)
         .where(*conditions)
         # id breaks ties between rows of the same instant so pages never overlap.
         .order_by(LLMUsage.created_at.desc(), LLMUsage.id.desc())
-        .limit(page_size)
-        .offset((page - 1) * page_size)
     )
+
+
+def get_llm_usage_list(page: int | str = 1, page_size: int | str = 20,
+                       user_id: int | str | None = None, model_filter: str | None = None,
+                       success_filter: bool | str | None = None,
+                       start_date: DateArg = None, end_date: DateArg = None, *,
+                       tz: str | tzinfo | None = None,
+                       priced_filter: bool | str | None = None) -> dict[str, Any]:
+    """One page of usage rows, newest first, with the total count of matching rows.
+
+    ``model_filter`` is a case-insensitive substring, ``success_filter`` and
+    ``priced_filter`` ``"true"`` / ``"false"`` (or a bool; ``priced_filter=False`` finds
+    the rows no price source knew); dates as in ``llm_usage_stats``. Bad values raise
+    ``ValueError``.
+    """
+    page = _parse_int(page, "page", 1, 1, MAX_PAGE)
+    page_size = _parse_int(page_size, "page_size", 20, 1, MAX_PAGE_SIZE)
+    conditions = usage_filters(user_id, model_filter, success_filter, start_date, end_date,
+                               tz=tz, priced_filter=priced_filter)
+    total = db.session.execute(
+        select(func.count()).select_from(LLMUsage).where(*conditions)).scalar_one()
+    stmt = _rows_stmt(conditions).limit(page_size).offset((page - 1) * page_size)
     results = [_row_dict(row, username) for row, username in db.session.execute(stmt)]
     return {"results": results, "total": int(total), "page": page, "page_size": page_size}
+
+
+def _filter_args(params: Mapping[str, Any]) -> dict[str, Any]:
+    return {
+        "user_id": params.get("user_id"),
+        "model_filter": params.get("model"),
+        "success_filter": params.get("success"),
+        "start_date": params.get("start_date"),
+        "end_date": params.get("end_date"),
+        "tz": params.get("tz"),
+        "priced_filter": params.get("priced"),
+    }
 
 
 def get_llm_usage_list_from_query(params: Mapping[str, Any]) -> dict[str, Any]:
@@ -126,17 +161,72 @@ def get_llm_usage_list_from_query(params: Mapping[str, Any]) -> dict[str, Any]:
     Reads ``page``, ``page_size``, ``user_id``, ``model``, ``success``, ``priced``,
     ``start_date``, ``end_date`` and ``tz``; empty values count as absent.
     """
-    return get_llm_usage_list(
-        page=params.get("page"),
-        page_size=params.get("page_size"),
-        user_id=params.get("user_id"),
-        model_filter=params.get("model"),
-        success_filter=params.get("success"),
-        start_date=params.get("start_date"),
-        end_date=params.get("end_date"),
-        tz=params.get("tz"),
-        priced_filter=params.get("priced"),
-    )
+    return get_llm_usage_list(page=params.get("page"), page_size=params.get("page_size"),
+                              **_filter_args(params))
+
+
+def get_llm_usage(usage_id: str | uuid.UUID) -> dict[str, Any] | None:
+    """One usage row as in the list (with ``username``), or None when there is none."""
+    try:
+        key = usage_id if isinstance(usage_id, uuid.UUID) else uuid.UUID(str(usage_id))
+    except ValueError:
+        return None
+    found = db.session.execute(
+        select(LLMUsage, User.username)
+        .outerjoin(User, User.id == LLMUsage.user_id)
+        .where(LLMUsage.id == key)
+    ).first()
+    return _row_dict(*found) if found else None
+
+
+CSV_COLUMNS = (
+    "id", "created_at", "user_id", "username", "model", "requested_model", "deployment",
+    "provider", "node_name", "prompt_tokens", "completion_tokens", "total_tokens",
+    "cached_tokens", "cache_write_tokens", "reasoning_tokens", "cost_usd", "input_cost_usd",
+    "output_cost_usd", "cache_savings_usd", "price_source", "latency_ms", "success", "error",
+    "metadata",
+)
+_CSV_BATCH = 1000
+
+
+def iter_llm_usage_csv(params: Mapping[str, Any]) -> Iterator[str]:
+    """The filtered list (query parameters as for the list, no paging) as CSV text chunks.
+
+    Filters are checked before the first chunk, so bad values raise ``ValueError`` on the
+    call, not mid-stream. Rows are fetched in batches, so memory stays flat at any size.
+    """
+    conditions = usage_filters(**_filter_args(params))
+    return _csv_chunks(conditions)
+
+
+def _csv_chunks(conditions: list[ColumnElement[bool]]) -> Iterator[str]:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\r\n")
+    writer.writerow(CSV_COLUMNS)
+    stmt = _rows_stmt(conditions).execution_options(yield_per=_CSV_BATCH)
+    for partition in db.session.execute(stmt).partitions():
+        for row, username in partition:
+            data = _row_dict(row, username)
+            data["metadata"] = json.dumps(data["metadata"], ensure_ascii=False,
+                                          sort_keys=True)
+            writer.writerow([_csv_cell(data[key]) for key in CSV_COLUMNS])
+        yield buffer.getvalue()
+        buffer.seek(0)
+        # The session's identity map holds rows weakly: written ones are freed.
+        buffer.truncate()
+    yield buffer.getvalue()
+
+
+def _csv_cell(value: Any) -> Any:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    # A spreadsheet runs a cell that starts with = + - @ as a formula; an error message or a
+    # model name is text, so it is quoted as text (OWASP's CSV injection advice).
+    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
+        return "'" + value
+    return value
 
 
 def _row_dict(row: LLMUsage, username: str | None) -> dict[str, Any]:

@@ -1,4 +1,5 @@
-"""The admin JSON API: ``GET token-stats/`` and ``GET llm-usage/``, admins only.
+"""The admin JSON API: ``GET token-stats/``, ``GET llm-usage/`` (and its CSV export and
+detail), admins only.
 
 Mount the blueprint under any prefix and register the JSON error handler once::
 
@@ -14,12 +15,19 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from flask import Blueprint, Flask, Response, abort, jsonify, request
+from flask import Blueprint, Flask, Response, abort, jsonify, request, stream_with_context
 from flask_login import current_user
 from marshmallow import RAISE, Schema, ValidationError, fields, pre_load, validate
 from werkzeug.exceptions import HTTPException
 
-from .llm_usage import MAX_MODEL_FILTER, MAX_PAGE, MAX_PAGE_SIZE, get_llm_usage_list_from_query
+from .llm_usage import (
+    MAX_MODEL_FILTER,
+    MAX_PAGE,
+    MAX_PAGE_SIZE,
+    get_llm_usage,
+    get_llm_usage_list_from_query,
+    iter_llm_usage_csv,
+)
 from .llm_usage_stats import (
     GRANULARITIES,
     _parse_date,
@@ -28,7 +36,8 @@ from .llm_usage_stats import (
     get_token_stats_from_query,
 )
 
-__all__ = ["LLMUsageQuery", "TokenStatsQuery", "bp", "register_error_handlers"]
+__all__ = ["LLMUsageExportQuery", "LLMUsageQuery", "TokenStatsQuery", "bp",
+           "register_error_handlers"]
 
 bp = Blueprint("llm_tracker_admin", __name__)
 
@@ -69,12 +78,9 @@ class TokenStatsQuery(_Query):
     granularity = fields.String(validate=validate.OneOf(sorted(GRANULARITIES)))
 
 
-class LLMUsageQuery(_Query):
-    """Query parameters of ``GET llm-usage/``."""
+class LLMUsageExportQuery(_Query):
+    """Query parameters of ``GET llm-usage/export.csv``: the list's filters."""
 
-    page = fields.Integer(strict=False, validate=validate.Range(min=1, max=MAX_PAGE))
-    page_size = fields.Integer(strict=False,
-                               validate=validate.Range(min=1, max=MAX_PAGE_SIZE))
     model = fields.String(validate=[
         validate.Length(max=MAX_MODEL_FILTER),
         validate.ContainsNoneOf(["\x00"], error="must not contain NUL characters"),
@@ -83,6 +89,14 @@ class LLMUsageQuery(_Query):
                              falsy={"false", "False", "FALSE"})
     priced = fields.Boolean(truthy={"true", "True", "TRUE"},
                             falsy={"false", "False", "FALSE"})
+
+
+class LLMUsageQuery(LLMUsageExportQuery):
+    """Query parameters of ``GET llm-usage/``."""
+
+    page = fields.Integer(strict=False, validate=validate.Range(min=1, max=MAX_PAGE))
+    page_size = fields.Integer(strict=False,
+                               validate=validate.Range(min=1, max=MAX_PAGE_SIZE))
 
 
 def _load(schema: Schema) -> dict[str, Any]:
@@ -132,6 +146,30 @@ def llm_usage() -> Response:
         return jsonify(get_llm_usage_list_from_query(params))
     except ValueError as exc:
         abort(400, description=str(exc))
+
+
+@bp.get("llm-usage/export.csv")
+def llm_usage_export() -> Response:
+    """The filtered usage list as CSV, newest first, streamed (no paging)."""
+    params = _load(LLMUsageExportQuery())
+    try:
+        chunks = iter_llm_usage_csv(params)
+    except ValueError as exc:
+        abort(400, description=str(exc))
+    return Response(
+        stream_with_context(chunks),
+        mimetype="text/csv",
+        headers={"Content-Disposition": 'attachment; filename="llm-usage.csv"'},
+    )
+
+
+@bp.get("llm-usage/<usage_id>/")
+def llm_usage_detail(usage_id: str) -> Response:
+    """One usage row, as in the list."""
+    row = get_llm_usage(usage_id)
+    if row is None:
+        abort(404, description=f"no usage row with id {usage_id!r}")
+    return jsonify(row)
 
 
 def _json_error(exc: HTTPException) -> Response:
