@@ -288,6 +288,7 @@ _PLAUSIBLE = {
     "page_size": ["1", "200", "201"],
     "model": ["gpt", "%", "_", "MINI", "\\"],
     "success": ["true", "false", "True", "1"],
+    "priced": ["true", "false", "FALSE", "0"],
 }
 
 
@@ -297,8 +298,10 @@ def _queries(names):
 
 
 _STATS_PARAMS = ("start_date", "end_date", "user_id", "granularity", "tz")
-_USAGE_PARAMS = ("page", "page_size", "user_id", "model", "success", "start_date",
-                 "end_date", "tz")
+_USAGE_PARAMS = ("page", "page_size", "user_id", "model", "success", "priced",
+                 "start_date", "end_date", "tz")
+_EXPORT_PARAMS = ("user_id", "model", "success", "priced", "start_date", "end_date", "tz")
+EXPORT = "/api/v1/admin/llm-usage/export.csv"
 
 
 def test_arbitrary_query_strings_never_give_5xx(admin_client):
@@ -306,11 +309,15 @@ def test_arbitrary_query_strings_never_give_5xx(admin_client):
                       suppress_health_check=[HealthCheck.function_scoped_fixture,
                                              HealthCheck.too_slow])
 
-    def check(url, query):
+    def check(url, query, mimetype="application/json"):
         response = admin_client.get(url, query_string=query)
         assert response.status_code in (200, 400), (query, response.status_code)
-        assert response.mimetype == "application/json"
-        body = response.get_json()
+        if response.status_code == 200:
+            # The whole (streamed) body, so an error mid-stream would surface here.
+            assert response.get_data()
+        assert response.mimetype == (mimetype if response.status_code == 200
+                                     else "application/json")
+        body = response.get_json() if response.status_code == 400 else None
         if response.status_code == 400:
             assert set(body) == {"error"} and body["error"]
 
@@ -324,8 +331,14 @@ def test_arbitrary_query_strings_never_give_5xx(admin_client):
     def usage(query):
         check(USAGE, query)
 
+    @checks
+    @given(_queries(_EXPORT_PARAMS))
+    def export(query):
+        check(EXPORT, query, "text/csv")
+
     stats()
     usage()
+    export()
 
 
 def test_unexpected_exception_is_a_json_500_without_a_trace(make_app):
