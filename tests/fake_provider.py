@@ -52,7 +52,9 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
-PAYLOADS_DIR = Path(__file__).resolve().parents[2] / "shared" / "provider-payloads"
+# Copied from the project's shared provider-payloads (provenance in payloads/SOURCES.md), so a
+# clean clone runs these tests anywhere.
+PAYLOADS_DIR = Path(__file__).resolve().parent / "payloads"
 
 DEFAULT_TEXT = "Hello from the fake provider."
 DEFAULT_STREAM_PIECES = ("Hello", " from the", " fake provider.")
@@ -213,7 +215,7 @@ class FakeProviderServer:
         self.enqueue(message, status=status)
 
     def enqueue_payload(self, name: str) -> None:
-        """Queue a recorded real response from ``../shared/provider-payloads/``."""
+        """Queue a recorded real response from ``tests/payloads/``."""
         text = (PAYLOADS_DIR / name).read_text(encoding="utf-8")
         if name.endswith(".sse"):
             self.enqueue(text, sse=True)

@@ -1,4 +1,4 @@
-"""Recorded real provider responses (``../shared/provider-payloads/``, provenance in its
+"""Recorded real provider responses (``tests/payloads/``, provenance in its
 SOURCES.md) replayed through the real SDKs: each row holds exactly the provider's numbers.
 
 Expected numbers are read off the payload files by hand (quoted next to each test);
