@@ -1,17 +1,63 @@
-"""The admin dashboard pages (a placeholder until the dashboard itself lands)."""
+"""The admin dashboard pages: ``/`` (statistics), ``/usage`` (the list) and ``/usage/<id>``.
+
+The pages are shells: their JavaScript (``static/dashboard.js``) reads the admin JSON API,
+so the numbers on screen are the API's numbers. The views only check access and render
+the user filter's options.
+"""
 
 from __future__ import annotations
 
-from flask import Blueprint, abort, render_template
+from collections.abc import Callable
+from functools import wraps
+from typing import Any
+
+from flask import Blueprint, render_template
 from flask_login import current_user, login_required
+from sqlalchemy import select
+
+from llm_tracker import User, db
 
 bp = Blueprint("dashboard", __name__)
 
+ADMIN_REQUIRED = "admin access required (an active staff or superuser account)"
+
+
+def admin_page(view: Callable[..., Any]) -> Callable[..., Any]:
+    """Anonymous visitors go to the login form; logged-in non-admins get an HTML 403 page."""
+
+    @login_required
+    @wraps(view)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        if not current_user.is_admin:
+            # Rendered here rather than through abort(): the app's error handler answers
+            # JSON, which is right for the API but not for a person in a browser.
+            return render_template("403.html", message=ADMIN_REQUIRED), 403
+        return view(*args, **kwargs)
+
+    return wrapper
+
+
+def _users() -> list[tuple[int, str]]:
+    return [tuple(row) for row in db.session.execute(
+        select(User.id, User.username).order_by(User.username)).all()]
+
 
 @bp.get("/")
-@login_required
+@admin_page
 def index() -> str:
-    """The dashboard home page, admins only."""
-    if not current_user.is_admin:
-        abort(403, description="admin access required (an active staff or superuser account)")
-    return render_template("index.html")
+    """Summary cards, the time-series chart and the by-model table."""
+    return render_template("index.html", page="dashboard", users=_users())
+
+
+@bp.get("/usage")
+@admin_page
+def usage() -> str:
+    """The paginated, filterable usage list."""
+    return render_template("usage.html", page="usage", users=_users())
+
+
+@bp.get("/usage/<usage_id>")
+@admin_page
+def usage_detail(usage_id: str) -> str:
+    """One usage row, read-only."""
+    return render_template("usage_detail.html", page="detail", usage_id=usage_id)
