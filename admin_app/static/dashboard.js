@@ -52,6 +52,12 @@
   // Responses can arrive out of order when filters change quickly; only the latest counts.
   let requestSeq = 0;
 
+  // data-state and data-loads tell tests (and anyone curious) that a load has finished.
+  function finished(state) {
+    body.dataset.state = state;
+    body.dataset.loads = String(Number(body.dataset.loads || 0) + 1);
+  }
+
   // --- formatting ---------------------------------------------------------------------
 
   const intFormat = new Intl.NumberFormat("en-US");
@@ -364,7 +370,7 @@
         if (seq !== requestSeq) return;
         showError(err);
         hideDashboard();
-        body.dataset.state = "error";
+        finished("error");
         return;
       }
       if (seq !== requestSeq) return;
@@ -392,7 +398,7 @@
       } else {
         clearStatus();
       }
-      body.dataset.state = "ready";
+      finished("ready");
     };
     setupFilters(form, load);
   }
@@ -428,7 +434,7 @@
         pager.hidden = true;
         empty.textContent = "No rows: the list could not be loaded (see the message above).";
         empty.hidden = false;
-        body.dataset.state = "error";
+        finished("error");
         return;
       }
       if (seq !== requestSeq) return;
@@ -471,7 +477,7 @@
       };
       pageLink(document.getElementById("prev"), data.page - 1, data.page > 1);
       pageLink(document.getElementById("next"), data.page + 1, data.page < pages);
-      body.dataset.state = "ready";
+      finished("ready");
     };
 
     for (const link of pager.querySelectorAll("a")) {
@@ -523,7 +529,7 @@
       row = await getJSON(section.dataset.api);
     } catch (err) {
       showError(err);
-      body.dataset.state = "error";
+      finished("error");
       return;
     }
     const known = new Set(DETAIL_FIELDS.map(([key]) => key).concat(["user_id", "metadata"]));
@@ -538,7 +544,7 @@
       back.href = document.referrer; // back to the filtered list the row was opened from
     }
     section.hidden = false;
-    body.dataset.state = "ready";
+    finished("ready");
   }
 
   const init = { dashboard: initDashboard, usage: initUsage, detail: initDetail }[body.dataset.page];
