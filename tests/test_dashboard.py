@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 from conftest import USER_PASSWORD, create_test_user
 
 from llm_tracker import User, db
 
+ROOT = Path(__file__).resolve().parents[1]
 PAGES = ["/", "/usage", "/usage/0b6d3f64-3e5a-4bd4-9d59-6b4b4c1c5d5e"]
 FORBIDDEN = "admin access required (an active staff or superuser account)"
 
@@ -114,3 +119,19 @@ def test_static_files_are_served(client):
     script = client.get("/static/dashboard.js")
     assert script.status_code == 200 and b"getJSON" in script.data
     assert client.get("/static/dashboard.css").status_code == 200
+
+
+@pytest.mark.parametrize(("require", "outcome"), [("", "1 skipped"), ("1", "1 error")])
+def test_browser_tests_skip_visibly_or_fail_without_chromium(tmp_path, require, outcome):
+    env = {**os.environ, "LLM_TRACKER_CHROMIUM": str(tmp_path / "no-chromium"),
+           "LLM_TRACKER_REQUIRE_BROWSER": require}
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+         "tests/test_dashboard_browser.py::test_make_run_flow_shows_demo_data"],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    reason = f"browser tests need Debian's Chromium at {tmp_path / 'no-chromium'}"
+    assert reason in done.stdout
+    assert outcome in done.stdout
+    assert done.returncode == (0 if not require else 1)
+    if require:
+        assert "LLM_TRACKER_REQUIRE_BROWSER=1 forbids skipping" in done.stdout

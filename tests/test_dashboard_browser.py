@@ -1,8 +1,8 @@
 """The dashboard in a real browser: Playwright drives Debian's Chromium against the app
 served on 127.0.0.1 by the test, and every number on screen is checked against the API.
 
-Without /usr/bin/chromium these tests skip with the reason; with
-``LLM_TRACKER_REQUIRE_BROWSER=1`` (CI, see .ci/run) they fail instead.
+Without /usr/bin/chromium (or the browser at ``LLM_TRACKER_CHROMIUM``) these tests skip
+with the reason; with ``LLM_TRACKER_REQUIRE_BROWSER=1`` (CI, see .ci/run) they fail instead.
 ``LLM_TRACKER_SCREENSHOTS=DIR`` writes the README's screenshots into DIR.
 """
 
@@ -35,7 +35,7 @@ from llm_tracker import record_usage
 from llm_tracker.database import utcnow
 
 ROOT = Path(__file__).resolve().parents[1]
-CHROMIUM = "/usr/bin/chromium"
+CHROMIUM = os.environ.get("LLM_TRACKER_CHROMIUM") or "/usr/bin/chromium"
 ZONE = "Asia/Kathmandu"  # +05:45: a wrong bucket edge or date shows at once
 CARD_KEYS = ["total_calls", "successful_calls", "failed_calls", "total_prompt_tokens",
              "total_completion_tokens", "total_cached_tokens", "total_reasoning_tokens",
