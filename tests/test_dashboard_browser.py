@@ -297,6 +297,7 @@ def test_dashboard_error_and_expired_session(context, site):
     assert page.is_hidden("#cards") and page.is_hidden("#chart") and page.is_hidden("#by-model")
     assert page.text_content("#chart-empty") == (
         "No chart: the data could not be loaded (see the message above).")
+    assert page.text_content("#by-model-empty") == "No table: the data could not be loaded."
 
     # A bad time zone typed by hand: also the API's message.
     page.fill("input[name=start_date]", "")

@@ -349,7 +349,9 @@
     document.getElementById("cards").hidden = true;
     document.getElementById("chart-box").hidden = true;
     document.getElementById("by-model").hidden = true;
-    document.getElementById("by-model-empty").hidden = true;
+    const noTable = document.getElementById("by-model-empty");
+    noTable.textContent = "No table: the data could not be loaded.";
+    noTable.hidden = false;
     document.getElementById("range-note").textContent = "";
     const empty = document.getElementById("chart-empty");
     empty.textContent = "No chart: the data could not be loaded (see the message above).";
