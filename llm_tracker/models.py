@@ -8,7 +8,7 @@ from decimal import Decimal
 from typing import Any
 
 from flask_login import UserMixin
-from sqlalchemy import JSON, Boolean, Index, Integer, String, Text, Uuid, text
+from sqlalchemy import JSON, BigInteger, Boolean, Index, Integer, String, Text, Uuid, text
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 from werkzeug.security import check_password_hash, generate_password_hash
@@ -65,6 +65,51 @@ class LLMUsage(db.Model):
 
     def __repr__(self) -> str:
         return f"<LLMUsage {self.model} {self.total_tokens} tok {self.created_at:%Y-%m-%d %H:%M}>"
+
+
+# The rollup's key columns are NOT NULL: a unique key treats NULLs as distinct on SQLite
+# and PostgreSQL alike, so ON CONFLICT would never match a NULL provider or user. These
+# stand for NULL instead; readers map them back. NO_USER is outside the raw user_id
+# column's 32-bit range, so no real user can collide with it.
+NO_PROVIDER = ""
+NO_USER = -(2**63)
+
+
+class LLMUsageRollup(db.Model):
+    """Sums of the calls in one 15-minute UTC bucket for one model, provider, user, node
+    and outcome; kept in step with ``LLMUsage`` by ``record_usage`` (see ``rollup``)."""
+
+    __tablename__ = "llm_tracker_usage_rollup"
+
+    # The bucket's first instant (minute 0, 15, 30 or 45, UTC).
+    bucket: Mapped[datetime] = mapped_column(UTCDateTime, primary_key=True)
+    model: Mapped[str] = mapped_column(String(200), primary_key=True)
+    provider: Mapped[str] = mapped_column(String(50), primary_key=True)  # NO_PROVIDER: none
+    user_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)  # NO_USER: none
+    node_name: Mapped[str] = mapped_column(String(200), primary_key=True)
+    success: Mapped[bool] = mapped_column(Boolean, primary_key=True)
+    calls: Mapped[int] = mapped_column(BigInteger)
+    prompt_tokens: Mapped[int] = mapped_column(BigInteger)
+    completion_tokens: Mapped[int] = mapped_column(BigInteger)
+    total_tokens: Mapped[int] = mapped_column(BigInteger)
+    cached_tokens: Mapped[int] = mapped_column(BigInteger)
+    cache_write_tokens: Mapped[int] = mapped_column(BigInteger)
+    reasoning_tokens: Mapped[int] = mapped_column(BigInteger)
+    # Calls with cost_usd NULL. The money sums cover the priced calls only (0 when none
+    # is), so "no priced call" is calls == unpriced_calls, never a NULL sum.
+    unpriced_calls: Mapped[int] = mapped_column(BigInteger)
+    cost_usd: Mapped[Decimal] = mapped_column(Money)
+    input_cost_usd: Mapped[Decimal] = mapped_column(Money)
+    output_cost_usd: Mapped[Decimal] = mapped_column(Money)
+    cache_savings_usd: Mapped[Decimal] = mapped_column(Money)
+
+    __table_args__ = (
+        # The primary key (bucket first) serves ranges; this serves one user's ranges.
+        Index("ix_llm_tracker_usage_rollup_user_id_bucket", "user_id", "bucket"),
+    )
+
+    def __repr__(self) -> str:
+        return f"<LLMUsageRollup {self.bucket:%Y-%m-%d %H:%M} {self.model} {self.calls} calls>"
 
 
 class User(UserMixin, db.Model):

@@ -16,9 +16,10 @@ from typing import IO, Any
 
 from flask import Flask, current_app
 from sqlalchemy import Connection, insert
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.dialects import sqlite
 from sqlalchemy.orm import configure_mappers
 
+from . import rollup
 from .database import as_utc, db, utcnow
 from .models import LLMUsage
 from .pricing import PRICE_COLUMNS, get_pricer
@@ -135,28 +136,40 @@ def _as_model(values: Mapping[str, Any]) -> LLMUsage:
 
 
 def _insert_statement(dialect: str) -> Any:
-    if dialect == "postgresql":
-        # RETURNING, not rowcount: psycopg reports -1 for ON CONFLICT inserts.
-        return (postgresql.insert(_TABLE).on_conflict_do_nothing(index_elements=["run_id"])
-                .returning(_TABLE.c.id))
     if dialect == "sqlite":
         return sqlite.insert(_TABLE).on_conflict_do_nothing(index_elements=["run_id"])
     return insert(_TABLE)
 
 
 _INSERTS: dict[str, Any] = {}
+_ROLLUP_ADDS: dict[str, Any] = {}
+# PostgreSQL binds every column in its one statement; the keys a caller left out are NULL.
+_ALL_NONE = dict.fromkeys(rollup.raw_columns())
 
 
 def insert_row(conn: Connection, values: Mapping[str, Any]) -> bool:
-    """Insert one row unless its ``run_id`` is already there; True when inserted."""
+    """Insert one row unless its ``run_id`` is already there, and add it to its rollup row.
+
+    Both happen in ``conn``'s transaction; True when the row was inserted. A duplicate
+    ``run_id`` adds nothing to the rollup.
+    """
     dialect = conn.dialect.name
+    if dialect == "postgresql":
+        # One round trip: the rollup upsert selects from the INSERT's RETURNING, so it adds
+        # exactly the rows that were inserted (RETURNING, not rowcount: psycopg reports -1
+        # for ON CONFLICT inserts).
+        stmt = _INSERTS.get(dialect)
+        if stmt is None:
+            stmt = _INSERTS[dialect] = rollup.insert_with_rollup_statement(dialect)
+        return conn.execute(stmt, {**_ALL_NONE, **values}).first() is not None
     stmt = _INSERTS.get(dialect)
     if stmt is None:
         stmt = _INSERTS[dialect] = _insert_statement(dialect)
-    result = conn.execute(stmt, dict(values))
-    if result.returns_rows:
-        return result.first() is not None
-    return result.rowcount == 1
+        _ROLLUP_ADDS[dialect] = rollup.add_row_statement(dialect)
+    if conn.execute(stmt, dict(values)).rowcount != 1:
+        return False
+    conn.execute(_ROLLUP_ADDS[dialect], {"row_id": values["id"]})
+    return True
 
 
 # --- the spool -----------------------------------------------------------------------

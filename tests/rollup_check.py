@@ -1,0 +1,62 @@
+"""Test helpers: the rollup table, and what it should hold computed in Python from raw rows."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import select
+
+from llm_tracker import LLMUsage, db
+from llm_tracker.models import LLMUsageRollup
+from llm_tracker.rollup import KEY_COLUMNS, MONEY_COLUMNS, SUM_COLUMNS, TOKEN_COLUMNS, rollup_key
+
+
+def stored_rollups() -> dict[tuple[Any, ...], dict[str, Any]]:
+    """The rollup table: key -> sums (call inside an app context)."""
+    rows = db.session.execute(select(LLMUsageRollup)).scalars().all()
+    return {tuple(getattr(r, k) for k in KEY_COLUMNS): {s: getattr(r, s) for s in SUM_COLUMNS}
+            for r in rows}
+
+
+def expected_rollups() -> dict[tuple[Any, ...], dict[str, Any]]:
+    """The rollups computed in Python from every raw row."""
+    result: dict[tuple[Any, ...], dict[str, Any]] = defaultdict(
+        lambda: {s: Decimal(0) if s in MONEY_COLUMNS else 0 for s in SUM_COLUMNS})
+    for row in db.session.execute(select(LLMUsage)).scalars():
+        values = {c: getattr(row, c) for c in ("created_at", "model", "provider", "user_id",
+                                                "node_name", "success")}
+        sums = result[rollup_key(values)]
+        sums["calls"] += 1
+        for name in TOKEN_COLUMNS:
+            sums[name] += getattr(row, name)
+        sums["unpriced_calls"] += row.cost_usd is None
+        for name in MONEY_COLUMNS:
+            sums[name] += getattr(row, name) or Decimal(0)
+    return dict(result)
+
+
+def record_many(database_url: str, spool: str, worker: int, calls: int) -> None:
+    """A writer process: ``calls`` rows through record_usage, keys shared with the others."""
+    from datetime import UTC, datetime, timedelta
+
+    from admin_app import create_app
+    from llm_tracker import record_usage
+
+    app = create_app({"SQLALCHEMY_DATABASE_URI": database_url,
+                      "LLM_TRACKER_SPOOL_PATH": spool})
+    with app.app_context():
+        write_rows(worker, calls, record_usage, datetime(2026, 3, 1, 10, tzinfo=UTC),
+                   timedelta)
+        db.engine.dispose()
+
+
+def write_rows(worker: int, calls: int, record_usage, start, timedelta) -> None:
+    """The rows writer ``worker`` records: few keys, so writers upsert the same rollup rows."""
+    for i in range(calls):
+        record_usage(("gpt-4o-mini", "acme-llm-7")[i % 2], prompt_tokens=100 + i,
+                     completion_tokens=worker, user_id=(None, 1)[i % 2 == 0 and worker % 2],
+                     provider=(None, "openai")[i % 2 == 0],
+                     success=i % 7 != 0, created_at=start + timedelta(minutes=i % 20),
+                     node_name=f"n{i % 2}")
