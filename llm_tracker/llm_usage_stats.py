@@ -2,23 +2,44 @@
 
 Every figure is aggregated by the database (``GROUP BY``); only the bucket edges of a time
 series are computed in Python, where ``zoneinfo`` knows every zone's DST rules.
+
+The whole 15-minute UTC buckets of a range are read from the rollup table
+(``llm_tracker.rollup``) and only its ragged edges (a start of 10:07 reads the raw rows of
+10:07-10:15) from the raw rows, so a view costs the same at ten million rows as at ten
+thousand. ``raw_scan()`` makes the same functions aggregate the raw rows alone: the
+property tests and the benchmark compare both.
 """
 
 from __future__ import annotations
 
 import bisect
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
 from datetime import UTC, date, datetime, timedelta, tzinfo
 from decimal import Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import ColumnElement, Integer, and_, case, column, func, select, values
+from sqlalchemy import (
+    ColumnElement,
+    Integer,
+    Select,
+    and_,
+    case,
+    column,
+    func,
+    null,
+    select,
+    union_all,
+    values,
+)
 
 from .database import UTCDateTime, db, utcnow
-from .models import LLMUsage
+from .models import LLMUsage, LLMUsageRollup
 from .pricing import format_money
+from .rollup import bucket_ceil, bucket_floor
 
 __all__ = [
     "GRANULARITIES",
@@ -27,6 +48,7 @@ __all__ = [
     "get_summary_stats",
     "get_time_series_stats",
     "get_token_stats_from_query",
+    "raw_scan",
 ]
 
 # granularity -> the unit of one bucket.
@@ -49,6 +71,21 @@ _TOKEN_SUMS = (
 )
 
 DateArg = datetime | date | str | None
+_R = LLMUsageRollup
+# SQLite allows 32766 parameters in a statement; a series beyond this (only in zones whose
+# hours are not 15-minute aligned, with thousands of buckets) is read from raw rows alone.
+_MAX_SERIES_PARAMS = 30_000
+_RAW_SCAN: ContextVar[bool] = ContextVar("llm_tracker_raw_scan", default=False)
+
+
+@contextmanager
+def raw_scan() -> Iterator[None]:
+    """Within this block the statistics aggregate raw rows only, never the rollups."""
+    token = _RAW_SCAN.set(True)
+    try:
+        yield
+    finally:
+        _RAW_SCAN.reset(token)
 
 
 # --- argument parsing (llm_usage reuses these) ------------------------------------------
@@ -210,13 +247,17 @@ def get_summary_stats(start_date: DateArg = None, end_date: DateArg = None,
     input would have cost at the uncached rate, minus what it cost.
     """
     start, end, uid = _bounds(start_date, end_date, user_id, tz)
-    stmt = select(
-        *_sums(),
-        func.coalesce(func.sum(case((LLMUsage.success.is_(True), 1), else_=0)), 0)
-        .label("successful_calls"),
-        func.sum(LLMUsage.cache_savings_usd).label("cache_savings_usd"),
-    ).where(*_filters(start, end, uid))
-    row = db.session.execute(stmt).one()
+    combined = _combined(start, end, uid, None)
+    if combined is not None:
+        row = combined.get(None) or _Sums()
+    else:
+        stmt = select(
+            *_sums(),
+            func.coalesce(func.sum(case((LLMUsage.success.is_(True), 1), else_=0)), 0)
+            .label("successful_calls"),
+            func.sum(LLMUsage.cache_savings_usd).label("cache_savings_usd"),
+        ).where(*_filters(start, end, uid))
+        row = db.session.execute(stmt).one()
     result = _token_dict(row)
     successful = int(row.successful_calls)
     result.update(
@@ -232,12 +273,17 @@ def get_stats_by_model(start_date: DateArg = None, end_date: DateArg = None,
                        tz: str | tzinfo | None = None) -> list[dict[str, Any]]:
     """Calls, tokens and cost per model, most tokens first (ties by model name)."""
     start, end, uid = _bounds(start_date, end_date, user_id, tz)
-    stmt = (
-        select(LLMUsage.model, *_sums())
-        .where(*_filters(start, end, uid))
-        .group_by(LLMUsage.model)
-    )
-    result = [{"model": row.model, **_token_dict(row)} for row in db.session.execute(stmt)]
+    combined = _combined(start, end, uid, "model")
+    if combined is not None:
+        result = [{"model": model, **_token_dict(row)} for model, row in combined.items()]
+    else:
+        stmt = (
+            select(LLMUsage.model, *_sums())
+            .where(*_filters(start, end, uid))
+            .group_by(LLMUsage.model)
+        )
+        result = [{"model": row.model, **_token_dict(row)}
+                  for row in db.session.execute(stmt)]
     # Sorted here rather than in SQL so ties order the same whatever the database collation.
     result.sort(key=lambda r: (-r["total_tokens"], r["model"]))
     return result
@@ -273,6 +319,18 @@ def get_time_series_stats(granularity: str, start_date: DateArg = None,
     # once per bucket. The edges are exact UTC instants, so every zone and DST day is exact.
     spans = [(i, max(edges[i], start), min(edges[i + 1], end + _ONE_MICROSECOND))
              for i in range(len(edges) - 1)]
+    found: Mapping[Any, Any] | None = _series_combined(spans, uid)
+    if found is None:
+        found = _series_raw(spans, uid)
+    series = []
+    for i in range(len(edges) - 1):
+        series.append({"bucket": edges[i].astimezone(zone).isoformat(),
+                       **_token_dict(found.get(i))})
+    return series
+
+
+def _series_raw(spans: list[tuple[int, datetime, datetime]], uid: int | None
+                ) -> dict[int, Any]:
     buckets = values(
         column("idx", Integer), column("lo", UTCDateTime()), column("hi", UTCDateTime()),
         name="buckets",
@@ -285,12 +343,7 @@ def get_time_series_stats(granularity: str, start_date: DateArg = None,
         .join_from(buckets, LLMUsage, and_(*conditions))
         .group_by(buckets.c.idx)
     )
-    found = {row.idx: row for row in db.session.execute(stmt)}
-    series = []
-    for i in range(len(edges) - 1):
-        series.append({"bucket": edges[i].astimezone(zone).isoformat(),
-                       **_token_dict(found.get(i))})
-    return series
+    return {row.idx: row for row in db.session.execute(stmt)}
 
 
 def get_token_stats_from_query(params: Mapping[str, Any]) -> dict[str, Any]:
@@ -310,6 +363,165 @@ def get_token_stats_from_query(params: Mapping[str, Any]) -> dict[str, Any]:
         "by_model": get_stats_by_model(**args, tz=tz),
         "series": series,
     }
+
+
+# --- rollups for whole 15-minute buckets, raw rows for the ragged edges ------------------
+
+_SUM_KEYS = ("total_prompt_tokens", "total_completion_tokens", "total_tokens",
+             "total_cached_tokens", "total_reasoning_tokens", "total_calls",
+             "unpriced_calls", "successful_calls")
+_MONEY_KEYS = ("priced_cost", "cache_savings_usd")
+
+
+class _Sums:
+    """One group's sums gathered from rollup and raw parts, read like an aggregate row."""
+
+    def __init__(self) -> None:
+        for key in _SUM_KEYS:
+            setattr(self, key, 0)
+        self.priced_cost = Decimal(0)
+        self.cache_savings_usd = Decimal(0)
+
+    def add(self, row: Any) -> None:
+        for key in _SUM_KEYS:
+            setattr(self, key, getattr(self, key) + int(getattr(row, key) or 0))
+        for key in _MONEY_KEYS:
+            value = getattr(row, key)
+            if value is not None:
+                setattr(self, key, getattr(self, key) + value)
+
+    @property
+    def total_cost_usd(self) -> Decimal | None:
+        # As SUM(cost_usd) over the raw rows: NULL exactly when no call is priced.
+        return self.priced_cost if self.total_calls > self.unpriced_calls else None
+
+
+def _raw_part(key: Any, *where: Any) -> Select[Any]:
+    """Aggregates of raw rows under the labels _Sums reads."""
+    u = LLMUsage
+    return select(
+        key.label("k"),
+        *(func.sum(col).label(label) for label, col in _TOKEN_SUMS),
+        func.count(u.id).label("total_calls"),
+        func.sum(case((u.cost_usd.is_(None), 1), else_=0)).label("unpriced_calls"),
+        func.sum(case((u.success.is_(True), 1), else_=0)).label("successful_calls"),
+        func.sum(u.cost_usd).label("priced_cost"),
+        func.sum(u.cache_savings_usd).label("cache_savings_usd"),
+    ).where(*where)
+
+
+def _rollup_part(key: Any, *where: Any) -> Select[Any]:
+    """The same aggregates from rollup rows."""
+    return select(
+        key.label("k"),
+        *(func.sum(getattr(_R, col.key)).label(label) for label, col in _TOKEN_SUMS),
+        func.sum(_R.calls).label("total_calls"),
+        func.sum(_R.unpriced_calls).label("unpriced_calls"),
+        func.sum(case((_R.success.is_(True), _R.calls), else_=0)).label("successful_calls"),
+        func.sum(_R.cost_usd).label("priced_cost"),
+        func.sum(_R.cache_savings_usd).label("cache_savings_usd"),
+    ).where(*where)
+
+
+def _split(lo: datetime | None, hi: datetime | None
+           ) -> tuple[tuple[datetime | None, datetime | None] | None,
+                      list[tuple[datetime, datetime]]]:
+    """``[lo, hi)`` as the whole buckets inside it (or None) and the raw spans around them."""
+    rlo = bucket_ceil(lo) if lo is not None else None
+    rhi = bucket_floor(hi) if hi is not None else None
+    if rlo is not None and rhi is not None and rlo >= rhi:
+        return None, [(lo, hi)]  # type: ignore[list-item]
+    raw = []
+    if lo is not None and rlo is not None and lo < rlo:
+        raw.append((lo, rlo))
+    if hi is not None and rhi is not None and rhi < hi:
+        raw.append((rhi, hi))
+    return (rlo, rhi), raw
+
+
+def _merge(stmt: Any) -> dict[Any, _Sums]:
+    found: dict[Any, _Sums] = {}
+    for row in db.session.execute(stmt):
+        if row.total_calls:  # an aggregate without GROUP BY gives a row over no rows too
+            found.setdefault(row.k, _Sums()).add(row)
+    return found
+
+
+def _combined(start: datetime | None, end: datetime | None, uid: int | None,
+              group: str | None) -> dict[Any, _Sums] | None:
+    """Sums per ``group`` (None: one group) over the inclusive range; None: scan raw rows."""
+    if _RAW_SCAN.get():
+        return None
+    try:
+        whole, raw = _split(start, end + _ONE_MICROSECOND if end is not None else None)
+    except OverflowError:  # a bound within 15 minutes of datetime's limits
+        return None
+    raw_key = LLMUsage.model if group else null()
+    rollup_key = _R.model if group else null()
+    parts = []
+    if whole is not None:
+        where = []
+        if whole[0] is not None:
+            where.append(_R.bucket >= whole[0])
+        if whole[1] is not None:
+            where.append(_R.bucket < whole[1])
+        if uid is not None:
+            where.append(_R.user_id == uid)
+        part = _rollup_part(rollup_key, *where)
+        parts.append(part.group_by(_R.model) if group else part)
+    for lo, hi in raw:
+        where = [LLMUsage.created_at >= lo, LLMUsage.created_at < hi]
+        if uid is not None:
+            where.append(LLMUsage.user_id == uid)
+        part = _raw_part(raw_key, *where)
+        parts.append(part.group_by(LLMUsage.model) if group else part)
+    if not parts:
+        return {}
+    return _merge(union_all(*parts) if len(parts) > 1 else parts[0])
+
+
+def _series_combined(spans: list[tuple[int, datetime, datetime]], uid: int | None
+                     ) -> dict[int, _Sums] | None:
+    """Sums per series bucket index in one statement; None: scan raw rows instead."""
+    if _RAW_SCAN.get():
+        return None
+    whole_spans: list[tuple[int, datetime, datetime]] = []
+    raw_spans: list[tuple[int, datetime, datetime]] = []
+    try:
+        for i, lo, hi in spans:
+            whole, raw = _split(lo, hi)
+            if whole is not None:
+                whole_spans.append((i, whole[0], whole[1]))  # type: ignore[arg-type]
+            raw_spans.extend((i, a, b) for a, b in raw)
+    except OverflowError:
+        return None
+    if 3 * (len(whole_spans) + len(raw_spans)) > _MAX_SERIES_PARAMS:
+        return None
+    parts = []
+    if whole_spans:
+        cte = _spans_cte(whole_spans, "rollup_spans")
+        on = [_R.bucket >= cte.c.lo, _R.bucket < cte.c.hi]
+        if uid is not None:
+            on.append(_R.user_id == uid)
+        parts.append(_rollup_part(cte.c.idx).join_from(cte, _R, and_(*on))
+                     .group_by(cte.c.idx))
+    if raw_spans:
+        cte = _spans_cte(raw_spans, "raw_spans")
+        on = [LLMUsage.created_at >= cte.c.lo, LLMUsage.created_at < cte.c.hi]
+        if uid is not None:
+            on.append(LLMUsage.user_id == uid)
+        parts.append(_raw_part(cte.c.idx).join_from(cte, LLMUsage, and_(*on))
+                     .group_by(cte.c.idx))
+    if not parts:
+        return {}
+    return _merge(union_all(*parts) if len(parts) > 1 else parts[0])
+
+
+def _spans_cte(spans: list[tuple[int, datetime, datetime]], name: str) -> Any:
+    return values(
+        column("idx", Integer), column("lo", UTCDateTime()), column("hi", UTCDateTime()),
+        name=name,
+    ).data(spans).cte(name)
 
 
 # --- bucket edges ---------------------------------------------------------------------
