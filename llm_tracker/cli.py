@@ -9,6 +9,7 @@ from flask.cli import AppGroup
 from .chat_cli import chat_command
 from .cost_cli import prices_cli, reprice_command
 from .recording import get_spool
+from .rollup_cli import rollup_cli
 
 spool_cli = AppGroup("spool", help="Rows kept while the database was unreachable.")
 
@@ -42,3 +43,4 @@ def register_commands(app: Flask) -> None:
     app.cli.add_command(chat_command)
     app.cli.add_command(reprice_command)
     app.cli.add_command(prices_cli)
+    app.cli.add_command(rollup_cli)

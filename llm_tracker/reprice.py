@@ -13,12 +13,14 @@ from sqlalchemy import and_, bindparam, func, or_, select, update
 from .database import as_utc, db
 from .models import LLMUsage
 from .pricing import PRICE_COLUMNS, get_pricer
+from .rollup import add_delta, apply_deltas, cost_delta, rollup_key
 
 _TABLE = LLMUsage.__table__
 _C = _TABLE.c
 _READ = (_C.id, _C.created_at, _C.model, _C.provider, _C.deployment, _C.prompt_tokens,
          _C.completion_tokens, _C.cached_tokens, _C.cache_write_tokens, _C.reasoning_tokens,
-         _C["metadata"], *(_C[name] for name in PRICE_COLUMNS))
+         _C["metadata"], _C.user_id, _C.node_name, _C.success,
+         *(_C[name] for name in PRICE_COLUMNS))
 _UPDATE = (update(_TABLE).where(_C.id == bindparam("b_id"))
            .values({name: bindparam(name) for name in PRICE_COLUMNS}))
 _ZERO = Decimal(0)
@@ -79,7 +81,8 @@ def reprice(since: datetime, until: datetime | None = None, *, dry_run: bool = F
 
     Works in batches of ``batch_size`` rows, keyset-paginated on ``(created_at, id)``,
     one short transaction each, so any range fits in memory and writers are never held
-    up for long. Idempotent: a second run with the same rules changes nothing.
+    up for long. Each batch's cost changes are added to the rollup rows in the same
+    transaction. Idempotent: a second run with the same rules changes nothing.
     """
     pricer = get_pricer()
     report = RepriceReport(dry_run=dry_run)
@@ -96,6 +99,7 @@ def reprice(since: datetime, until: datetime | None = None, *, dry_run: bool = F
             if not rows:
                 break
             changes = []
+            deltas: dict[tuple[Any, ...], dict[str, Any]] = {}
             for row in rows:
                 old = {name: row[name] for name in PRICE_COLUMNS}
                 new = pricer.price(row)
@@ -103,8 +107,10 @@ def reprice(since: datetime, until: datetime | None = None, *, dry_run: bool = F
                 report.by_model.setdefault(row["model"], CostTotals()).add(old, new)
                 if new != old:
                     changes.append({"b_id": row["id"], **new})
+                    add_delta(deltas.setdefault(rollup_key(row), {}), cost_delta(old, new))
             if changes and not dry_run:
                 conn.execute(_UPDATE, changes)
+                apply_deltas(conn, deltas)
         last = (rows[-1]["created_at"], rows[-1]["id"])
         if on_batch is not None:
             on_batch(len(rows))

@@ -24,6 +24,7 @@ from sqlalchemy import (
     func,
     literal_column,
     select,
+    text,
     true,
     update,
 )
@@ -211,19 +212,21 @@ def rebuild_windows(since: datetime | None, step: timedelta) -> list[tuple[datet
 
 
 def rebuild(since: datetime | None = None, *, step: timedelta = timedelta(days=1),
-            on_batch: Callable[[int], None] | None = None) -> int:
+            on_batch: Callable[[int], None] | None = None,
+            windows: list[tuple[datetime | None, datetime | None]] | None = None) -> int:
     """Recompute the rollups from the bucket of ``since`` on (all when None); rollup rows written.
 
     One short transaction per ``step`` of time: it deletes that window's rollup rows and
     inserts them again from a GROUP BY over the window's raw rows. Writers may keep
     recording meanwhile: a row committed before a window's transaction is counted by its
-    GROUP BY, a later one adds itself to the rebuilt rollup row (PostgreSQL makes its
-    upsert wait for the window's transaction; SQLite serialises writers).
+    GROUP BY, a later one adds itself to the rebuilt rollup row (on PostgreSQL a table lock
+    makes writers wait for the window's transaction; SQLite serialises writers). ``windows``
+    (from ``rebuild_windows``) saves computing them again.
     """
     if step < BUCKET or step % BUCKET:
         raise ValueError("step must be a positive multiple of 15 minutes")
     written = 0
-    for lo, hi in rebuild_windows(since, step):
+    for lo, hi in windows if windows is not None else rebuild_windows(since, step):
         written += rebuild_window(lo, hi)
         if on_batch is not None:
             on_batch(1)
@@ -241,7 +244,14 @@ def rebuild_window(lo: datetime | None, hi: datetime | None) -> int:
         where_rollup.append(ROLLUP.c.bucket < hi)
     with db.engine.begin() as conn:
         dialect = conn.dialect.name
+        if dialect == "postgresql":
+            # Writers' upserts wait for this window's transaction, and it waits for theirs:
+            # otherwise a writer committing between the DELETE's snapshot and the GROUP BY's
+            # would be counted by both. SQLite serialises writers anyway.
+            conn.execute(text(f"LOCK TABLE {ROLLUP.name} IN SHARE ROW EXCLUSIVE MODE"))
         conn.execute(delete(ROLLUP).where(*where_rollup))
-        result = conn.execute(_upsert(dialect, rollup_select(_RAW, dialect, *where_raw)))
-        return max(result.rowcount, 0)
+        conn.execute(_upsert(dialect, rollup_select(_RAW, dialect, *where_raw)))
+        # Counted, not rowcount: psycopg reports -1 for an INSERT ... ON CONFLICT.
+        return conn.execute(select(func.count()).select_from(ROLLUP).where(*where_rollup)
+                            ).scalar_one()
 

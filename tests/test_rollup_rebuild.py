@@ -1,0 +1,136 @@
+"""``flask rollup rebuild`` recomputes the rollups from raw rows; ``reprice`` keeps them right."""
+
+from __future__ import annotations
+
+import threading
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+from rollup_check import expected_rollups, stored_rollups
+from sqlalchemy import delete, func, select, update
+
+from llm_tracker import db, record_usage
+from llm_tracker.llm_usage_stats import get_stats_by_model, get_summary_stats, raw_scan
+from llm_tracker.models import LLMUsageRollup
+from llm_tracker.rollup import rebuild
+
+ACME_RULE = {"pattern": "acme-llm-.*", "provider": None, "start_date": "2026-01-01",
+             "input_per_mtok": "1.00", "cached_input_per_mtok": "0.10",
+             "cache_write_per_mtok": "1.25", "output_per_mtok": "2.00"}
+
+
+def utc(*args) -> datetime:
+    return datetime(*args, tzinfo=UTC)
+
+
+def seed() -> None:
+    """Rows over three days, priced and unpriced, with and without user and provider."""
+    for i in range(40):
+        record_usage(("gpt-4o-mini", "acme-llm-7")[i % 2], 100 * i, 10 * i,
+                     cached_tokens=i, user_id=(None, 1, 2)[i % 3],
+                     provider=(None, "openai")[i % 2 == 0], success=i % 9 != 0,
+                     node_name=("a", "b")[i % 4 == 0],
+                     created_at=utc(2026, 2, 1, 22) + timedelta(minutes=97 * i, seconds=i))
+
+
+def run(app, *args: str) -> str:
+    result = app.test_cli_runner().invoke(args=list(args))
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+def test_rebuild_gives_what_record_usage_kept(app):
+    with app.app_context():
+        seed()
+        kept = stored_rollups()
+        assert kept == expected_rollups()
+    output = run(app, "rollup", "rebuild", "--batch-hours", "5")
+    assert f"rollup rows written: {len(kept)} (buckets from the first row on," in output
+    with app.app_context():
+        assert stored_rollups() == kept
+
+
+def test_rebuild_since_repairs_from_that_bucket_on_only(app):
+    with app.app_context():
+        seed()
+        kept = stored_rollups()
+        # Damage before and after the --since bucket, and an orphan rollup row.
+        with db.engine.begin() as conn:
+            conn.execute(update(LLMUsageRollup).values(calls=LLMUsageRollup.calls + 100))
+            conn.execute(delete(LLMUsageRollup).where(
+                LLMUsageRollup.bucket == utc(2026, 2, 3, 8, 45)))
+        damaged = stored_rollups()
+    run(app, "rollup", "rebuild", "--since", "2026-02-02T10:07:00")
+    with app.app_context():
+        repaired = stored_rollups()
+    since = utc(2026, 2, 2, 10, 0)  # the bucket of 10:07
+    assert {k: v for k, v in repaired.items() if k[0] >= since} == \
+        {k: v for k, v in kept.items() if k[0] >= since}
+    assert {k: v for k, v in repaired.items() if k[0] < since} == \
+        {k: v for k, v in damaged.items() if k[0] < since}
+    run(app, "rollup", "rebuild")
+    with app.app_context():
+        assert stored_rollups() == kept
+
+
+def test_rebuild_of_an_empty_table_clears_the_rollups(app):
+    with app.app_context():
+        seed()
+        with db.engine.begin() as conn:
+            conn.execute(delete(LLMUsageRollup.__table__.metadata.tables["llm_tracker_usage"]))
+    assert "rollup rows written: 0" in run(app, "rollup", "rebuild")
+    with app.app_context():
+        assert stored_rollups() == {}
+
+
+def test_rebuild_while_writers_record(app):
+    with app.app_context():
+        seed()
+    done = threading.Event()
+
+    def write() -> None:
+        with app.app_context():
+            i = 0
+            while not done.is_set() or i < 50:
+                record_usage("gpt-4o-mini", i, 1, user_id=i % 2 or None,
+                             created_at=utc(2026, 2, 1, 22) + timedelta(minutes=13 * i))
+                i += 1
+
+    writers = [threading.Thread(target=write) for _ in range(3)]
+    for t in writers:
+        t.start()
+    with app.app_context():
+        for hours in (1, 2, 5, 24, 1):
+            rebuild(step=timedelta(hours=hours))
+    done.set()
+    for t in writers:
+        t.join()
+    with app.app_context():
+        assert stored_rollups() == expected_rollups()
+
+
+def test_reprice_applies_its_cost_changes_to_the_rollups(make_app):
+    before = make_app()
+    with before.app_context():
+        seed()
+        unpriced = get_summary_stats()["unpriced_calls"]
+        assert unpriced == 20
+    app = make_app(LLM_TRACKER_CUSTOM_PRICES=[ACME_RULE])
+    run(app, "reprice", "--since", "2026-02-01", "--batch-size", "7")
+    with app.app_context():
+        assert stored_rollups() == expected_rollups()
+        summary = get_summary_stats()
+        assert summary["unpriced_calls"] == 0
+        acme = [m for m in get_stats_by_model() if m["model"] == "acme-llm-7"][0]
+        # Row i (odd): 100i prompt of which i cached, 10i out: (99i x 1 + i x 0.10 + 10i x 2)
+        # per Mtok, summed over the 20 odd i (sum 400).
+        assert Decimal(acme["total_cost_usd"]) == Decimal("119.1") * 400 / 1_000_000
+        with raw_scan():
+            assert get_summary_stats() == summary
+        total = db.session.execute(select(func.sum(LLMUsageRollup.calls))).scalar_one()
+        assert total == 40
+    # A dry run writes nothing, to rows or rollups.
+    again = make_app()
+    run(again, "reprice", "--since", "2026-02-01", "--dry-run")
+    with again.app_context():
+        assert stored_rollups() == expected_rollups()
