@@ -8,11 +8,13 @@ import json
 import re
 import uuid
 from collections.abc import Iterator, Mapping
-from datetime import tzinfo
+from dataclasses import dataclass
+from datetime import datetime, tzinfo
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, func, select
+from sqlalchemy import ColumnElement, Select, func, select, union_all
 
+from . import llm_usage_stats
 from .database import db
 from .llm_usage_stats import (
     DateArg,
@@ -22,7 +24,7 @@ from .llm_usage_stats import (
     _parse_tz,
     _parse_user_id,
 )
-from .models import LLMUsage, User
+from .models import LLMUsage, LLMUsageRollup, User
 from .pricing import format_money
 
 __all__ = [
@@ -78,11 +80,20 @@ def _parse_model_filter(value: Any) -> str | None:
     return value
 
 
-def usage_filters(user_id: int | str | None = None, model_filter: str | None = None,
-                  success_filter: bool | str | None = None, start_date: DateArg = None,
-                  end_date: DateArg = None, *, tz: str | tzinfo | None = None,
-                  priced_filter: bool | str | None = None) -> list[ColumnElement[bool]]:
-    """The WHERE conditions of the list's filters; bad values raise ``ValueError``."""
+@dataclass(frozen=True)
+class _Filters:
+    user_id: int | None
+    model: str | None
+    success: bool | None
+    priced: bool | None
+    start: datetime | None
+    end: datetime | None
+
+
+def _parse_filters(user_id: int | str | None = None, model_filter: str | None = None,
+                   success_filter: bool | str | None = None, start_date: DateArg = None,
+                   end_date: DateArg = None, *, tz: str | tzinfo | None = None,
+                   priced_filter: bool | str | None = None) -> _Filters:
     uid = _parse_user_id(user_id)
     model = _parse_model_filter(model_filter)
     success = _parse_bool(success_filter, "success")
@@ -91,22 +102,91 @@ def usage_filters(user_id: int | str | None = None, model_filter: str | None = N
     start = _parse_date(start_date, zone)
     end = _parse_end_date(end_date, zone)
     _check_range(start, end)
+    return _Filters(uid, model, success, priced, start, end)
 
+
+def _conditions(f: _Filters, models: list[str] | None = None) -> list[ColumnElement[bool]]:
+    """WHERE conditions on raw rows; ``models``: the model filter resolved to exact names."""
     conditions: list[ColumnElement[bool]] = []
-    if uid is not None:
-        conditions.append(LLMUsage.user_id == uid)
-    if model is not None:
-        conditions.append(LLMUsage.model.icontains(model, autoescape=True))
-    if success is not None:
-        conditions.append(LLMUsage.success.is_(success))
-    if priced is not None:
-        conditions.append(LLMUsage.cost_usd.is_not(None) if priced
+    if f.user_id is not None:
+        conditions.append(LLMUsage.user_id == f.user_id)
+    if models is not None:
+        conditions.append(LLMUsage.model.in_(models))
+    elif f.model is not None:
+        conditions.append(LLMUsage.model.icontains(f.model, autoescape=True))
+    if f.success is not None:
+        conditions.append(LLMUsage.success.is_(f.success))
+    if f.priced is not None:
+        conditions.append(LLMUsage.cost_usd.is_not(None) if f.priced
                           else LLMUsage.cost_usd.is_(None))
-    if start is not None:
-        conditions.append(LLMUsage.created_at >= start)
-    if end is not None:
-        conditions.append(LLMUsage.created_at <= end)
+    if f.start is not None:
+        conditions.append(LLMUsage.created_at >= f.start)
+    if f.end is not None:
+        conditions.append(LLMUsage.created_at <= f.end)
     return conditions
+
+
+def usage_filters(user_id: int | str | None = None, model_filter: str | None = None,
+                  success_filter: bool | str | None = None, start_date: DateArg = None,
+                  end_date: DateArg = None, *, tz: str | tzinfo | None = None,
+                  priced_filter: bool | str | None = None) -> list[ColumnElement[bool]]:
+    """The WHERE conditions of the list's filters; bad values raise ``ValueError``."""
+    return _conditions(_parse_filters(user_id, model_filter, success_filter, start_date,
+                                      end_date, tz=tz, priced_filter=priced_filter))
+
+
+def _matching_models(substring: str) -> list[str]:
+    """The distinct model names containing ``substring`` (case-insensitive), sorted.
+
+    A recursive skip scan of the (model, created_at) index: one index probe per distinct
+    model, however many rows there are. The match is the same SQL as the raw filter's.
+    """
+    names = select(func.min(LLMUsage.model).label("model")).cte("names", recursive=True)
+    following = (select(func.min(LLMUsage.model))
+                 .where(LLMUsage.model > names.c.model).scalar_subquery())
+    names = names.union_all(select(following).where(names.c.model.is_not(None)))
+    stmt = (select(names.c.model).where(names.c.model.is_not(None))
+            .where(names.c.model.icontains(substring, autoescape=True)))
+    return sorted(db.session.execute(stmt).scalars())
+
+
+def _count(f: _Filters, models: list[str] | None) -> int:
+    """COUNT(*) of the matching rows: rollup sums for the whole 15-minute buckets of the
+    range, raw rows only for its ragged edges (as the statistics do), in one statement."""
+    raw_count = select(func.count()).select_from(LLMUsage).where(*_conditions(f, models))
+    if llm_usage_stats._RAW_SCAN.get():
+        return db.session.execute(raw_count).scalar_one()
+    try:
+        whole, raw = llm_usage_stats._split(
+            f.start, f.end + llm_usage_stats._ONE_MICROSECOND if f.end is not None else None)
+    except OverflowError:  # a bound within 15 minutes of datetime's limits
+        return db.session.execute(raw_count).scalar_one()
+    parts: list[Select[Any]] = []
+    if whole is not None:
+        r = LLMUsageRollup
+        where: list[ColumnElement[bool]] = []
+        if whole[0] is not None:
+            where.append(r.bucket >= whole[0])
+        if whole[1] is not None:
+            where.append(r.bucket < whole[1])
+        if f.user_id is not None:
+            where.append(r.user_id == f.user_id)
+        if models is not None:
+            where.append(r.model.in_(models))
+        elif f.model is not None:
+            where.append(r.model.icontains(f.model, autoescape=True))
+        if f.success is not None:
+            where.append(r.success.is_(f.success))
+        counted = {None: r.calls, True: r.calls - r.unpriced_calls,
+                   False: r.unpriced_calls}[f.priced]
+        parts.append(select(func.sum(counted).label("n")).where(*where))
+    for lo, hi in raw:
+        edge = _Filters(f.user_id, f.model, f.success, f.priced, None, None)
+        where = [*_conditions(edge, models), LLMUsage.created_at >= lo,
+                 LLMUsage.created_at < hi]
+        parts.append(select(func.count().label("n")).select_from(LLMUsage).where(*where))
+    stmt = union_all(*parts) if len(parts) > 1 else parts[0]
+    return sum(int(n or 0) for n in db.session.execute(stmt).scalars())
 
 
 def _rows_stmt(conditions: list[ColumnElement[bool]]) -> Select[Any]:
@@ -134,10 +214,16 @@ def get_llm_usage_list(page: int | str = 1, page_size: int | str = 20,
     """
     page = _parse_int(page, "page", 1, 1, MAX_PAGE)
     page_size = _parse_int(page_size, "page_size", 20, 1, MAX_PAGE_SIZE)
-    conditions = usage_filters(user_id, model_filter, success_filter, start_date, end_date,
-                               tz=tz, priced_filter=priced_filter)
-    total = db.session.execute(
-        select(func.count()).select_from(LLMUsage).where(*conditions)).scalar_one()
+    f = _parse_filters(user_id, model_filter, success_filter, start_date, end_date,
+                       tz=tz, priced_filter=priced_filter)
+    models = None
+    if f.model is not None:
+        # Exact names, so the (model, created_at) index serves the page and the count.
+        models = _matching_models(f.model)
+        if not models:
+            return {"results": [], "total": 0, "page": page, "page_size": page_size}
+    conditions = _conditions(f, models)
+    total = _count(f, models)
     stmt = _rows_stmt(conditions).limit(page_size).offset((page - 1) * page_size)
     results = [_row_dict(row, username) for row, username in db.session.execute(stmt)]
     return {"results": results, "total": int(total), "page": page, "page_size": page_size}
