@@ -24,8 +24,9 @@ from .llm_usage_stats import (
     _parse_tz,
     _parse_user_id,
 )
-from .models import LLMUsage, LLMUsageRollup, User
+from .models import LLMUsage, User
 from .pricing import format_money
+from .rollup import pieces
 
 __all__ = [
     "CSV_COLUMNS",
@@ -151,24 +152,31 @@ def _matching_models(substring: str) -> list[str]:
 
 
 def _count(f: _Filters, models: list[str] | None) -> int:
-    """COUNT(*) of the matching rows: rollup sums for the whole 15-minute buckets of the
-    range, raw rows only for its ragged edges (as the statistics do), in one statement."""
+    """COUNT(*) of the matching rows: rollup sums for the whole days and 15-minute buckets
+    of the range, raw rows only for its ragged edges (as the statistics do), in one
+    statement."""
     raw_count = select(func.count()).select_from(LLMUsage).where(*_conditions(f, models))
     if llm_usage_stats._RAW_SCAN.get():
         return db.session.execute(raw_count).scalar_one()
     try:
-        whole, raw = llm_usage_stats._split(
-            f.start, f.end + llm_usage_stats._ONE_MICROSECOND if f.end is not None else None)
-    except OverflowError:  # a bound within 15 minutes of datetime's limits
+        found = pieces(f.start,
+                       f.end + llm_usage_stats._ONE_MICROSECOND if f.end is not None else None)
+    except OverflowError:  # a bound within a day of datetime's limits
         return db.session.execute(raw_count).scalar_one()
     parts: list[Select[Any]] = []
-    if whole is not None:
-        r = LLMUsageRollup
-        where: list[ColumnElement[bool]] = []
-        if whole[0] is not None:
-            where.append(r.bucket >= whole[0])
-        if whole[1] is not None:
-            where.append(r.bucket < whole[1])
+    for level, lo, hi in found:
+        if level is None:
+            edge = _Filters(f.user_id, f.model, f.success, f.priced, None, None)
+            where = [*_conditions(edge, models), LLMUsage.created_at >= lo,
+                     LLMUsage.created_at < hi]
+            parts.append(select(func.count().label("n")).select_from(LLMUsage).where(*where))
+            continue
+        r = level.model
+        where = []
+        if lo is not None:
+            where.append(r.bucket >= lo)
+        if hi is not None:
+            where.append(r.bucket < hi)
         if f.user_id is not None:
             where.append(r.user_id == f.user_id)
         if models is not None:
@@ -180,11 +188,6 @@ def _count(f: _Filters, models: list[str] | None) -> int:
         counted = {None: r.calls, True: r.calls - r.unpriced_calls,
                    False: r.unpriced_calls}[f.priced]
         parts.append(select(func.sum(counted).label("n")).where(*where))
-    for lo, hi in raw:
-        edge = _Filters(f.user_id, f.model, f.success, f.priced, None, None)
-        where = [*_conditions(edge, models), LLMUsage.created_at >= lo,
-                 LLMUsage.created_at < hi]
-        parts.append(select(func.count().label("n")).select_from(LLMUsage).where(*where))
     stmt = union_all(*parts) if len(parts) > 1 else parts[0]
     return sum(int(n or 0) for n in db.session.execute(stmt).scalars())
 

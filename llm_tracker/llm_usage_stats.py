@@ -3,11 +3,11 @@
 Every figure is aggregated by the database (``GROUP BY``); only the bucket edges of a time
 series are computed in Python, where ``zoneinfo`` knows every zone's DST rules.
 
-The whole 15-minute UTC buckets of a range are read from the rollup table
-(``llm_tracker.rollup``) and only its ragged edges (a start of 10:07 reads the raw rows of
-10:07-10:15) from the raw rows, so a view costs the same at ten million rows as at ten
-thousand. ``raw_scan()`` makes the same functions aggregate the raw rows alone: the
-property tests and the benchmark compare both.
+The whole UTC days of a range are read from the daily rollups, the whole 15-minute buckets
+left from the 15-minute rollups (``llm_tracker.rollup``), and only the ragged edges (a
+start of 10:07 reads the raw rows of 10:07-10:15) from the raw rows. ``raw_scan()`` makes
+the same functions aggregate the raw rows alone: the property tests and the benchmark
+compare both.
 """
 
 from __future__ import annotations
@@ -37,9 +37,9 @@ from sqlalchemy import (
 )
 
 from .database import UTCDateTime, db, utcnow
-from .models import LLMUsage, LLMUsageRollup
+from .models import LLMUsage
 from .pricing import format_money
-from .rollup import bucket_ceil, bucket_floor
+from .rollup import LEVELS, Level, pieces
 
 __all__ = [
     "GRANULARITIES",
@@ -71,7 +71,6 @@ _TOKEN_SUMS = (
 )
 
 DateArg = datetime | date | str | None
-_R = LLMUsageRollup
 # SQLite allows 32766 parameters in a statement; a series beyond this (only in zones whose
 # hours are not 15-minute aligned, with thousands of buckets) is read from raw rows alone.
 _MAX_SERIES_PARAMS = 30_000
@@ -365,7 +364,7 @@ def get_token_stats_from_query(params: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-# --- rollups for whole 15-minute buckets, raw rows for the ragged edges ------------------
+# --- rollups for whole days and 15-minute buckets, raw rows for the ragged edges ---------
 
 _SUM_KEYS = ("total_prompt_tokens", "total_completion_tokens", "total_tokens",
              "total_cached_tokens", "total_reasoning_tokens", "total_calls",
@@ -410,33 +409,18 @@ def _raw_part(key: Any, *where: Any) -> Select[Any]:
     ).where(*where)
 
 
-def _rollup_part(key: Any, *where: Any) -> Select[Any]:
-    """The same aggregates from rollup rows."""
+def _rollup_part(key: Any, level: Level, *where: Any) -> Select[Any]:
+    """The same aggregates from the rollup rows of ``level``."""
+    r = level.model
     return select(
         key.label("k"),
-        *(func.sum(getattr(_R, col.key)).label(label) for label, col in _TOKEN_SUMS),
-        func.sum(_R.calls).label("total_calls"),
-        func.sum(_R.unpriced_calls).label("unpriced_calls"),
-        func.sum(case((_R.success.is_(True), _R.calls), else_=0)).label("successful_calls"),
-        func.sum(_R.cost_usd).label("priced_cost"),
-        func.sum(_R.cache_savings_usd).label("cache_savings_usd"),
+        *(func.sum(getattr(r, col.key)).label(label) for label, col in _TOKEN_SUMS),
+        func.sum(r.calls).label("total_calls"),
+        func.sum(r.unpriced_calls).label("unpriced_calls"),
+        func.sum(case((r.success.is_(True), r.calls), else_=0)).label("successful_calls"),
+        func.sum(r.cost_usd).label("priced_cost"),
+        func.sum(r.cache_savings_usd).label("cache_savings_usd"),
     ).where(*where)
-
-
-def _split(lo: datetime | None, hi: datetime | None
-           ) -> tuple[tuple[datetime | None, datetime | None] | None,
-                      list[tuple[datetime, datetime]]]:
-    """``[lo, hi)`` as the whole buckets inside it (or None) and the raw spans around them."""
-    rlo = bucket_ceil(lo) if lo is not None else None
-    rhi = bucket_floor(hi) if hi is not None else None
-    if rlo is not None and rhi is not None and rlo >= rhi:
-        return None, [(lo, hi)]  # type: ignore[list-item]
-    raw = []
-    if lo is not None and rlo is not None and lo < rlo:
-        raw.append((lo, rlo))
-    if hi is not None and rhi is not None and rhi < hi:
-        raw.append((rhi, hi))
-    return (rlo, rhi), raw
 
 
 def _merge(stmt: Any) -> dict[Any, _Sums]:
@@ -449,32 +433,36 @@ def _merge(stmt: Any) -> dict[Any, _Sums]:
 
 def _combined(start: datetime | None, end: datetime | None, uid: int | None,
               group: str | None) -> dict[Any, _Sums] | None:
-    """Sums per ``group`` (None: one group) over the inclusive range; None: scan raw rows."""
+    """Sums per ``group`` (None: one group) over the inclusive range; None: scan raw rows.
+
+    Whole days come from the daily rollups, whole 15-minute buckets from the 15-minute
+    ones, the rest from raw rows: one UNION ALL statement.
+    """
     if _RAW_SCAN.get():
         return None
     try:
-        whole, raw = _split(start, end + _ONE_MICROSECOND if end is not None else None)
-    except OverflowError:  # a bound within 15 minutes of datetime's limits
+        found = pieces(start, end + _ONE_MICROSECOND if end is not None else None)
+    except OverflowError:  # a bound within a day of datetime's limits
         return None
-    raw_key = LLMUsage.model if group else null()
-    rollup_key = _R.model if group else null()
     parts = []
-    if whole is not None:
+    for level, lo, hi in found:
+        if level is None:
+            where = [LLMUsage.created_at >= lo, LLMUsage.created_at < hi]
+            if uid is not None:
+                where.append(LLMUsage.user_id == uid)
+            part = _raw_part(LLMUsage.model if group else null(), *where)
+            parts.append(part.group_by(LLMUsage.model) if group else part)
+            continue
+        r = level.model
         where = []
-        if whole[0] is not None:
-            where.append(_R.bucket >= whole[0])
-        if whole[1] is not None:
-            where.append(_R.bucket < whole[1])
+        if lo is not None:
+            where.append(r.bucket >= lo)
+        if hi is not None:
+            where.append(r.bucket < hi)
         if uid is not None:
-            where.append(_R.user_id == uid)
-        part = _rollup_part(rollup_key, *where)
-        parts.append(part.group_by(_R.model) if group else part)
-    for lo, hi in raw:
-        where = [LLMUsage.created_at >= lo, LLMUsage.created_at < hi]
-        if uid is not None:
-            where.append(LLMUsage.user_id == uid)
-        part = _raw_part(raw_key, *where)
-        parts.append(part.group_by(LLMUsage.model) if group else part)
+            where.append(r.user_id == uid)
+        part = _rollup_part(r.model if group else null(), level, *where)
+        parts.append(part.group_by(r.model) if group else part)
     if not parts:
         return {}
     return _merge(union_all(*parts) if len(parts) > 1 else parts[0])
@@ -485,28 +473,27 @@ def _series_combined(spans: list[tuple[int, datetime, datetime]], uid: int | Non
     """Sums per series bucket index in one statement; None: scan raw rows instead."""
     if _RAW_SCAN.get():
         return None
-    whole_spans: list[tuple[int, datetime, datetime]] = []
-    raw_spans: list[tuple[int, datetime, datetime]] = []
+    by_level: dict[Level | None, list[tuple[int, datetime, datetime]]] = {}
     try:
         for i, lo, hi in spans:
-            whole, raw = _split(lo, hi)
-            if whole is not None:
-                whole_spans.append((i, whole[0], whole[1]))  # type: ignore[arg-type]
-            raw_spans.extend((i, a, b) for a, b in raw)
+            for level, a, b in pieces(lo, hi):
+                by_level.setdefault(level, []).append((i, a, b))  # type: ignore[arg-type]
     except OverflowError:
         return None
-    if 3 * (len(whole_spans) + len(raw_spans)) > _MAX_SERIES_PARAMS:
+    if 3 * sum(len(v) for v in by_level.values()) > _MAX_SERIES_PARAMS:
         return None
     parts = []
-    if whole_spans:
-        cte = _spans_cte(whole_spans, "rollup_spans")
-        on = [_R.bucket >= cte.c.lo, _R.bucket < cte.c.hi]
-        if uid is not None:
-            on.append(_R.user_id == uid)
-        parts.append(_rollup_part(cte.c.idx).join_from(cte, _R, and_(*on))
-                     .group_by(cte.c.idx))
-    if raw_spans:
-        cte = _spans_cte(raw_spans, "raw_spans")
+    for level in LEVELS:
+        if level in by_level:
+            r = level.model
+            cte = _spans_cte(by_level[level], f"spans_{level.table.name}")
+            on = [r.bucket >= cte.c.lo, r.bucket < cte.c.hi]
+            if uid is not None:
+                on.append(r.user_id == uid)
+            parts.append(_rollup_part(cte.c.idx, level).join_from(cte, r, and_(*on))
+                         .group_by(cte.c.idx))
+    if None in by_level:
+        cte = _spans_cte(by_level[None], "raw_spans")
         on = [LLMUsage.created_at >= cte.c.lo, LLMUsage.created_at < cte.c.hi]
         if uid is not None:
             on.append(LLMUsage.user_id == uid)

@@ -75,13 +75,10 @@ NO_PROVIDER = ""
 NO_USER = -(2**63)
 
 
-class LLMUsageRollup(db.Model):
-    """Sums of the calls in one 15-minute UTC bucket for one model, provider, user, node
-    and outcome; kept in step with ``LLMUsage`` by ``record_usage`` (see ``rollup``)."""
+class _RollupColumns:
+    """The columns of both rollup levels: a bucket, the key, and the sums of its calls."""
 
-    __tablename__ = "llm_tracker_usage_rollup"
-
-    # The bucket's first instant (minute 0, 15, 30 or 45, UTC).
+    # The bucket's first instant, UTC.
     bucket: Mapped[datetime] = mapped_column(UTCDateTime, primary_key=True)
     model: Mapped[str] = mapped_column(String(200), primary_key=True)
     provider: Mapped[str] = mapped_column(String(50), primary_key=True)  # NO_PROVIDER: none
@@ -103,13 +100,29 @@ class LLMUsageRollup(db.Model):
     output_cost_usd: Mapped[Decimal] = mapped_column(Money)
     cache_savings_usd: Mapped[Decimal] = mapped_column(Money)
 
+    def __repr__(self) -> str:
+        return (f"<{type(self).__name__} {self.bucket:%Y-%m-%d %H:%M} {self.model} "
+                f"{self.calls} calls>")
+
+
+class LLMUsageRollup(_RollupColumns, db.Model):
+    """Sums of the calls in one 15-minute UTC bucket for one model, provider, user, node
+    and outcome; kept in step with ``LLMUsage`` by ``record_usage`` (see ``rollup``)."""
+
+    __tablename__ = "llm_tracker_usage_rollup"
     __table_args__ = (
         # The primary key (bucket first) serves ranges; this serves one user's ranges.
         Index("ix_llm_tracker_usage_rollup_user_id_bucket", "user_id", "bucket"),
     )
 
-    def __repr__(self) -> str:
-        return f"<LLMUsageRollup {self.bucket:%Y-%m-%d %H:%M} {self.model} {self.calls} calls>"
+
+class LLMUsageRollupDay(_RollupColumns, db.Model):
+    """The same sums per UTC day: long ranges read a row per day and key, not 96."""
+
+    __tablename__ = "llm_tracker_usage_rollup_day"
+    __table_args__ = (
+        Index("ix_llm_tracker_usage_rollup_day_user_id_bucket", "user_id", "bucket"),
+    )
 
 
 class User(UserMixin, db.Model):

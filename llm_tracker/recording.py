@@ -148,14 +148,14 @@ _ALL_NONE = dict.fromkeys(rollup.raw_columns())
 
 
 def insert_row(conn: Connection, values: Mapping[str, Any]) -> bool:
-    """Insert one row unless its ``run_id`` is already there, and add it to its rollup row.
+    """Insert one row unless its ``run_id`` is already there, and add it to its rollup rows.
 
     Both happen in ``conn``'s transaction; True when the row was inserted. A duplicate
     ``run_id`` adds nothing to the rollup.
     """
     dialect = conn.dialect.name
     if dialect == "postgresql":
-        # One round trip: the rollup upsert selects from the INSERT's RETURNING, so it adds
+        # One round trip: the rollup upserts select from the INSERT's RETURNING, so they add
         # exactly the rows that were inserted (RETURNING, not rowcount: psycopg reports -1
         # for ON CONFLICT inserts).
         stmt = _INSERTS.get(dialect)
@@ -165,10 +165,12 @@ def insert_row(conn: Connection, values: Mapping[str, Any]) -> bool:
     stmt = _INSERTS.get(dialect)
     if stmt is None:
         stmt = _INSERTS[dialect] = _insert_statement(dialect)
-        _ROLLUP_ADDS[dialect] = rollup.add_row_statement(dialect)
+        _ROLLUP_ADDS[dialect] = rollup.add_row_statements(dialect)
     if conn.execute(stmt, dict(values)).rowcount != 1:
         return False
-    conn.execute(_ROLLUP_ADDS[dialect], {"row_id": values["id"]})
+    key = {"row_id": values["id"]}
+    for add in _ROLLUP_ADDS[dialect]:
+        conn.execute(add, key)
     return True
 
 

@@ -13,7 +13,7 @@ from sqlalchemy import and_, bindparam, func, or_, select, update
 from .database import as_utc, db
 from .models import LLMUsage
 from .pricing import PRICE_COLUMNS, get_pricer
-from .rollup import add_delta, apply_deltas, cost_delta, rollup_key
+from .rollup import add_delta, apply_deltas, cost_delta, rollup_keys
 
 _TABLE = LLMUsage.__table__
 _C = _TABLE.c
@@ -107,7 +107,9 @@ def reprice(since: datetime, until: datetime | None = None, *, dry_run: bool = F
                 report.by_model.setdefault(row["model"], CostTotals()).add(old, new)
                 if new != old:
                     changes.append({"b_id": row["id"], **new})
-                    add_delta(deltas.setdefault(rollup_key(row), {}), cost_delta(old, new))
+                    delta = cost_delta(old, new)
+                    for key in rollup_keys(row):
+                        add_delta(deltas.setdefault(key, {}), delta)
             if changes and not dry_run:
                 conn.execute(_UPDATE, changes)
                 apply_deltas(conn, deltas)

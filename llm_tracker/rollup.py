@@ -1,15 +1,17 @@
-"""The rollup table: per 15-minute UTC bucket sums of the raw usage rows.
+"""The rollup tables: sums of the raw usage rows per 15-minute and per UTC-day bucket.
 
-``record_usage`` (through ``insert_row``) adds each new row to its rollup row in the same
-transaction, with an ``INSERT ... ON CONFLICT DO UPDATE SET x = x + excluded.x`` upsert,
-so concurrent writers never lose an increment; ``reprice`` applies its cost changes the
-same way; ``rebuild`` recomputes any range from the raw rows.
+``record_usage`` (through ``insert_row``) adds each new row to its rollup row of both
+levels in the same transaction, with an ``INSERT ... ON CONFLICT DO UPDATE SET x = x +
+excluded.x`` upsert, so concurrent writers never lose an increment; ``reprice`` applies its
+cost changes the same way; ``rebuild`` recomputes any range from the raw rows. Readers
+cover a range with whole days, then whole 15-minute buckets, then raw rows (``pieces``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from datetime import datetime, timedelta
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -17,6 +19,7 @@ from sqlalchemy import (
     Connection,
     Integer,
     Select,
+    Table,
     bindparam,
     case,
     cast,
@@ -32,10 +35,8 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.sql import ColumnElement, FromClause
 
 from .database import as_utc, db
-from .models import NO_PROVIDER, NO_USER, LLMUsage, LLMUsageRollup
+from .models import NO_PROVIDER, NO_USER, LLMUsage, LLMUsageRollup, LLMUsageRollupDay
 
-BUCKET = timedelta(minutes=15)
-_BUCKET_SECONDS = 900
 _RAW = LLMUsage.__table__
 ROLLUP = LLMUsageRollup.__table__
 KEY_COLUMNS = ("bucket", "model", "provider", "user_id", "node_name", "success")
@@ -43,49 +44,123 @@ TOKEN_COLUMNS = ("prompt_tokens", "completion_tokens", "total_tokens", "cached_t
                  "cache_write_tokens", "reasoning_tokens")
 MONEY_COLUMNS = ("cost_usd", "input_cost_usd", "output_cost_usd", "cache_savings_usd")
 SUM_COLUMNS = ("calls", *TOKEN_COLUMNS, "unpriced_calls", *MONEY_COLUMNS)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
-def bucket_floor(instant: datetime) -> datetime:
-    """The start of the 15-minute UTC bucket holding ``instant``."""
-    instant = as_utc(instant)
-    return instant.replace(minute=instant.minute - instant.minute % 15, second=0,
-                           microsecond=0)
+@dataclass(frozen=True)
+class Level:
+    """One rollup table and the length of its buckets."""
 
+    name: str
+    model: type[LLMUsageRollup] | type[LLMUsageRollupDay]
+    step: timedelta
 
-def bucket_ceil(instant: datetime) -> datetime:
-    """The first bucket start at or after ``instant``."""
-    floor = bucket_floor(instant)
-    return floor if floor == as_utc(instant) else floor + BUCKET
+    @property
+    def table(self) -> Table:
+        return self.model.__table__  # type: ignore[return-value]
 
+    def floor(self, instant: datetime) -> datetime:
+        """The start of the bucket holding ``instant``."""
+        return _EPOCH + (as_utc(instant) - _EPOCH) // self.step * self.step
 
-def bucket_sql(created_at: ColumnElement[Any], dialect: str) -> ColumnElement[Any]:
-    """SQL for the bucket of ``created_at``; the same instant ``bucket_floor`` gives."""
-    if dialect == "postgresql":
-        # Epoch arithmetic, not date_trunc: date_trunc on timestamptz follows the
-        # session's time zone, and a +05:45 session would shift the edges.
-        epoch = func.extract("epoch", created_at)
-        return func.to_timestamp(
-            func.floor(epoch / literal_column(str(_BUCKET_SECONDS)))
-            * literal_column(str(_BUCKET_SECONDS)))
-    if dialect == "sqlite":
+    def ceil(self, instant: datetime) -> datetime:
+        """The first bucket start at or after ``instant``."""
+        floor = self.floor(instant)
+        return floor if floor == as_utc(instant) else floor + self.step
+
+    def sql(self, created_at: ColumnElement[Any], dialect: str) -> ColumnElement[Any]:
+        """SQL for the bucket of ``created_at``; the same instant ``floor`` gives."""
+        seconds = literal_column(str(int(self.step.total_seconds())))
+        if dialect == "postgresql":
+            # Epoch arithmetic, not date_trunc: date_trunc on timestamptz follows the
+            # session's time zone, and a +05:45 session would shift the edges.
+            epoch = func.extract("epoch", created_at)
+            return func.to_timestamp(func.floor(epoch / seconds) * seconds)
+        if dialect != "sqlite":
+            raise NotImplementedError(f"rollups need SQLite or PostgreSQL, not {dialect}")
         # UTCDateTime stores naive UTC text 'YYYY-MM-DD HH:MM:SS.ffffff'; the bucket is the
-        # same text with the minute floored and the seconds zeroed. Constants are literal
-        # so the expression compiles identically in the select list and the GROUP BY.
+        # same text cut down. Constants are literal so the expression compiles identically
+        # in the select list and the GROUP BY.
+        if self.step == timedelta(days=1):
+            return (func.substr(created_at, literal_column("1"), literal_column("10"))
+                    .op("||")(literal_column("' 00:00:00.000000'")))
         minute = cast(func.substr(created_at, literal_column("15"), literal_column("2")),
                       Integer)
         return (func.substr(created_at, literal_column("1"), literal_column("14"))
                 .op("||")(func.printf(literal_column("'%02d'"),
                                       minute // literal_column("15") * literal_column("15")))
                 .op("||")(literal_column("':00.000000'")))
-    raise NotImplementedError(f"rollups need SQLite or PostgreSQL, not {dialect}")
 
 
-def rollup_select(source: FromClause, dialect: str, *where: Any) -> Select[Any]:
-    """The rollup rows of the raw rows in ``source`` (the raw table or a CTE of its columns)."""
+QUARTER = Level("15 minutes", LLMUsageRollup, timedelta(minutes=15))
+DAY = Level("day", LLMUsageRollupDay, timedelta(days=1))
+LEVELS = (DAY, QUARTER)  # coarsest first
+# The order in which PostgreSQL locks the tables for insert_row's one statement (its target
+# table first, then the CTEs'). Rebuild and reprice take their table locks in the same
+# order, or a writer holding one table and waiting for the other would deadlock with them.
+LOCK_ORDER = (DAY, QUARTER)
+
+
+def lock_rollups(conn: Connection) -> None:
+    """PostgreSQL: lock both rollup tables against writers until ``conn`` commits.
+
+    SHARE ROW EXCLUSIVE waits for the writers whose transactions touched them and holds
+    new ones back, which makes read-modify-write on many rollup rows race-free. SQLite
+    serialises writers anyway.
+    """
+    if conn.dialect.name == "postgresql":
+        names = ", ".join(level.table.name for level in LOCK_ORDER)
+        conn.execute(text(f"LOCK TABLE {names} IN SHARE ROW EXCLUSIVE MODE"))
+BUCKET = QUARTER.step
+
+
+def bucket_floor(instant: datetime) -> datetime:
+    """The start of the 15-minute UTC bucket holding ``instant``."""
+    return QUARTER.floor(instant)
+
+
+def bucket_ceil(instant: datetime) -> datetime:
+    """The first 15-minute bucket start at or after ``instant``."""
+    return QUARTER.ceil(instant)
+
+
+Piece = tuple[Level | None, datetime | None, datetime | None]
+
+
+def pieces(lo: datetime | None, hi: datetime | None) -> list[Piece]:
+    """``[lo, hi)`` (None: open) as whole days, whole 15-minute buckets and raw spans.
+
+    Each piece is ``(level, start, end)``, end exclusive; level None means raw rows. Raises
+    ``OverflowError`` for a bound within a day of datetime's limits.
+    """
+    found: list[Piece] = []
+
+    def cover(lo: datetime | None, hi: datetime | None, depth: int) -> None:
+        if depth == len(LEVELS):
+            found.append((None, lo, hi))
+            return
+        level = LEVELS[depth]
+        start = level.ceil(lo) if lo is not None else None
+        end = level.floor(hi) if hi is not None else None
+        if start is not None and end is not None and start >= end:
+            cover(lo, hi, depth + 1)
+            return
+        found.append((level, start, end))
+        if lo is not None and start is not None and lo < start:
+            cover(lo, start, depth + 1)
+        if hi is not None and end is not None and end < hi:
+            cover(end, hi, depth + 1)
+
+    cover(lo, hi, 0)
+    return found
+
+
+def rollup_select(source: FromClause, dialect: str, level: Level, *where: Any) -> Select[Any]:
+    """The ``level`` rollup rows of the raw rows in ``source`` (the raw table or a CTE)."""
     c = source.c
     zero = literal_column("0")
     keys = (
-        bucket_sql(c.created_at, dialect),
+        level.sql(c.created_at, dialect),
         c.model,
         func.coalesce(c.provider, literal_column(f"'{NO_PROVIDER}'")),
         func.coalesce(c.user_id, literal_column(str(NO_USER))),
@@ -103,12 +178,13 @@ def rollup_select(source: FromClause, dialect: str, *where: Any) -> Select[Any]:
             .group_by(*keys))
 
 
-def _upsert(dialect: str, rows: Select[Any]) -> Any:
+def _upsert(dialect: str, level: Level, rows: Select[Any]) -> Any:
     module = postgresql if dialect == "postgresql" else sqlite
-    stmt = module.insert(ROLLUP).from_select([*KEY_COLUMNS, *SUM_COLUMNS], rows)
+    table = level.table
+    stmt = module.insert(table).from_select([*KEY_COLUMNS, *SUM_COLUMNS], rows)
     return stmt.on_conflict_do_update(
         index_elements=list(KEY_COLUMNS),
-        set_={name: ROLLUP.c[name] + stmt.excluded[name] for name in SUM_COLUMNS},
+        set_={name: table.c[name] + stmt.excluded[name] for name in SUM_COLUMNS},
     )
 
 
@@ -119,19 +195,24 @@ _SOURCE_COLUMNS = ("created_at", "model", "provider", "user_id", "node_name", "s
 
 def insert_with_rollup_statement(dialect: str) -> Any:
     """PostgreSQL: one statement that inserts the raw row unless its run_id exists and, only
-    if it did insert, adds it to its rollup row; returns a row exactly when it inserted."""
+    if it did insert, adds it to its rollup rows; returns a row exactly when it inserted."""
     values = {col.key: bindparam(col.key, type_=col.type) for col in _RAW.c}
     ins = (postgresql.insert(_RAW).values(values)
            .on_conflict_do_nothing(index_elements=["run_id"])
            .returning(*(_RAW.c[name] for name in _SOURCE_COLUMNS))
            .cte("ins"))
-    return _upsert(dialect, rollup_select(ins, dialect)).add_cte(ins).returning(ROLLUP.c.calls)
+    # Data-modifying CTEs run whether or not the main statement reads them.
+    quarter = (_upsert(dialect, QUARTER, rollup_select(ins, dialect, QUARTER))
+               .returning(QUARTER.table.c.calls).cte("quarter"))
+    return (_upsert(dialect, DAY, rollup_select(ins, dialect, DAY))
+            .add_cte(ins, quarter).returning(DAY.table.c.calls))
 
 
-def add_row_statement(dialect: str) -> Any:
-    """An upsert adding the raw row with id ``:row_id`` to its rollup row."""
-    return _upsert(dialect, rollup_select(_RAW, dialect,
-                                          _RAW.c.id == bindparam("row_id", type_=_RAW.c.id.type)))
+def add_row_statements(dialect: str) -> list[Any]:
+    """Upserts adding the raw row with id ``:row_id`` to its rollup row of each level."""
+    row = _RAW.c.id == bindparam("row_id", type_=_RAW.c.id.type)
+    return [_upsert(dialect, level, rollup_select(_RAW, dialect, level, row))
+            for level in LEVELS]
 
 
 def raw_columns() -> tuple[str, ...]:
@@ -141,21 +222,28 @@ def raw_columns() -> tuple[str, ...]:
 
 # --- reprice --------------------------------------------------------------------------
 
-_APPLY_DELTAS = (
-    update(ROLLUP)
-    .where(*(ROLLUP.c[name] == bindparam(f"k_{name}") for name in KEY_COLUMNS))
-    .values({name: ROLLUP.c[name] + bindparam(f"d_{name}", type_=ROLLUP.c[name].type)
-             for name in ("unpriced_calls", *MONEY_COLUMNS)})
-)
+def _apply_statement(table: Table) -> Any:
+    return (update(table)
+            .where(*(table.c[name] == bindparam(f"k_{name}") for name in KEY_COLUMNS))
+            .values({name: table.c[name] + bindparam(f"d_{name}", type_=table.c[name].type)
+                     for name in ("unpriced_calls", *MONEY_COLUMNS)}))
+
+
+_APPLY_DELTAS = {level.name: _apply_statement(level.table) for level in LEVELS}
+
+
+def rollup_keys(row: Mapping[str, Any]) -> list[tuple[Any, ...]]:
+    """The rollup keys of one raw row (a mapping of its columns), one per level."""
+    provider = row["provider"]
+    user_id = row["user_id"]
+    rest = (row["model"], NO_PROVIDER if provider is None else provider,
+            NO_USER if user_id is None else user_id, row["node_name"], bool(row["success"]))
+    return [(level.name, level.floor(row["created_at"]), *rest) for level in LEVELS]
 
 
 def rollup_key(row: Mapping[str, Any]) -> tuple[Any, ...]:
-    """The rollup key of one raw row (a mapping of its columns)."""
-    provider = row["provider"]
-    user_id = row["user_id"]
-    return (bucket_floor(row["created_at"]), row["model"],
-            NO_PROVIDER if provider is None else provider,
-            NO_USER if user_id is None else user_id, row["node_name"], bool(row["success"]))
+    """The 15-minute rollup key of one raw row."""
+    return rollup_keys(row)[-1][1:]
 
 
 def cost_delta(old: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, Any]:
@@ -168,16 +256,18 @@ def cost_delta(old: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, Any]
 
 
 def apply_deltas(conn: Connection, deltas: Mapping[tuple[Any, ...], Mapping[str, Any]]) -> None:
-    """Add per-key deltas (from ``cost_delta``) to the rollup rows, in ``conn``'s transaction."""
-    if not deltas:
-        return
-    params = []
-    # Sorted keys: two transactions updating the same rows lock them in the same order.
-    for key in sorted(deltas, key=repr):
-        entry = {f"k_{name}": value for name, value in zip(KEY_COLUMNS, key, strict=True)}
-        entry.update({f"d_{name}": value for name, value in deltas[key].items()})
-        params.append(entry)
-    conn.execute(_APPLY_DELTAS, params)
+    """Add per-key deltas (keys from ``rollup_keys``, values from ``cost_delta``) to the
+    rollup rows, in ``conn``'s transaction."""
+    if deltas:
+        lock_rollups(conn)
+    for level in LEVELS:
+        params = []
+        for key in sorted((k for k in deltas if k[0] == level.name), key=repr):
+            entry = {f"k_{name}": value for name, value in zip(KEY_COLUMNS, key[1:], strict=True)}
+            entry.update({f"d_{name}": value for name, value in deltas[key].items()})
+            params.append(entry)
+        if params:
+            conn.execute(_APPLY_DELTAS[level.name], params)
 
 
 def add_delta(total: dict[str, Any], delta: Mapping[str, Any]) -> None:
@@ -195,12 +285,12 @@ def rebuild_windows(since: datetime | None, step: timedelta) -> list[tuple[datet
     with db.engine.connect() as conn:
         first, last = conn.execute(
             select(func.min(_RAW.c.created_at), func.max(_RAW.c.created_at))).one()
-    start = bucket_floor(since) if since is not None else None
+    start = DAY.floor(since) if since is not None else None
     if last is None or (start is not None and as_utc(last) < start):
         return [(start, None)]  # no raw rows in range: one window clears the rollups
-    lo = start if start is not None else bucket_floor(as_utc(first))
+    lo = start if start is not None else DAY.floor(as_utc(first))
     edges: list[datetime | None] = [lo]
-    end = bucket_floor(as_utc(last))
+    end = DAY.floor(as_utc(last))
     while edges[-1] is not None and edges[-1] + step <= end:
         edges.append(edges[-1] + step)
     edges.append(None)
@@ -214,17 +304,18 @@ def rebuild_windows(since: datetime | None, step: timedelta) -> list[tuple[datet
 def rebuild(since: datetime | None = None, *, step: timedelta = timedelta(days=1),
             on_batch: Callable[[int], None] | None = None,
             windows: list[tuple[datetime | None, datetime | None]] | None = None) -> int:
-    """Recompute the rollups from the bucket of ``since`` on (all when None); rollup rows written.
+    """Recompute both rollup levels from the UTC day of ``since`` on (all when None).
 
-    One short transaction per ``step`` of time: it deletes that window's rollup rows and
-    inserts them again from a GROUP BY over the window's raw rows. Writers may keep
-    recording meanwhile: a row committed before a window's transaction is counted by its
-    GROUP BY, a later one adds itself to the rebuilt rollup row (on PostgreSQL a table lock
-    makes writers wait for the window's transaction; SQLite serialises writers). ``windows``
-    (from ``rebuild_windows``) saves computing them again.
+    One short transaction per ``step`` (whole days) of time: it deletes that window's
+    rollup rows and inserts them again from a GROUP BY over the window's raw rows. Writers
+    may keep recording meanwhile: a row committed before a window's transaction is counted
+    by its GROUP BY, a later one adds itself to the rebuilt rollup rows (on PostgreSQL a
+    table lock makes writers wait for the window's transaction; SQLite serialises writers).
+    ``windows`` (from ``rebuild_windows``) saves computing them again. Returns the number
+    of 15-minute rollup rows written.
     """
-    if step < BUCKET or step % BUCKET:
-        raise ValueError("step must be a positive multiple of 15 minutes")
+    if step < DAY.step or step % DAY.step:
+        raise ValueError("step must be a whole number of days")
     written = 0
     for lo, hi in windows if windows is not None else rebuild_windows(since, step):
         written += rebuild_window(lo, hi)
@@ -234,24 +325,30 @@ def rebuild(since: datetime | None = None, *, step: timedelta = timedelta(days=1
 
 
 def rebuild_window(lo: datetime | None, hi: datetime | None) -> int:
-    """Recompute the rollup rows of buckets in ``[lo, hi)`` (bounds 15-minute aligned)."""
-    where_raw, where_rollup = [], []
+    """Recompute the rollup rows of buckets in ``[lo, hi)`` (bounds at UTC midnights)."""
+    where_raw = []
     if lo is not None:
         where_raw.append(_RAW.c.created_at >= lo)
-        where_rollup.append(ROLLUP.c.bucket >= lo)
     if hi is not None:
         where_raw.append(_RAW.c.created_at < hi)
-        where_rollup.append(ROLLUP.c.bucket < hi)
     with db.engine.begin() as conn:
         dialect = conn.dialect.name
-        if dialect == "postgresql":
-            # Writers' upserts wait for this window's transaction, and it waits for theirs:
-            # otherwise a writer committing between the DELETE's snapshot and the GROUP BY's
-            # would be counted by both. SQLite serialises writers anyway.
-            conn.execute(text(f"LOCK TABLE {ROLLUP.name} IN SHARE ROW EXCLUSIVE MODE"))
-        conn.execute(delete(ROLLUP).where(*where_rollup))
-        conn.execute(_upsert(dialect, rollup_select(_RAW, dialect, *where_raw)))
-        # Counted, not rowcount: psycopg reports -1 for an INSERT ... ON CONFLICT.
-        return conn.execute(select(func.count()).select_from(ROLLUP).where(*where_rollup)
-                            ).scalar_one()
-
+        # Writers wait for this window's transaction, and it for theirs: otherwise a writer
+        # committing between the DELETE's snapshot and the GROUP BY's would count twice.
+        lock_rollups(conn)
+        written = 0
+        for level in LEVELS:
+            table = level.table
+            where = []
+            if lo is not None:
+                where.append(table.c.bucket >= lo)
+            if hi is not None:
+                where.append(table.c.bucket < hi)
+            conn.execute(delete(table).where(*where))
+            conn.execute(_upsert(dialect, level, rollup_select(_RAW, dialect, level,
+                                                               *where_raw)))
+            # Counted, not rowcount: psycopg reports -1 for an INSERT ... ON CONFLICT.
+            if level is QUARTER:
+                written = conn.execute(
+                    select(func.count()).select_from(table).where(*where)).scalar_one()
+        return written

@@ -9,25 +9,40 @@ from typing import Any
 from sqlalchemy import select
 
 from llm_tracker import LLMUsage, db
-from llm_tracker.models import LLMUsageRollup
-from llm_tracker.rollup import KEY_COLUMNS, MONEY_COLUMNS, SUM_COLUMNS, TOKEN_COLUMNS, rollup_key
+from llm_tracker.rollup import (
+    KEY_COLUMNS,
+    LEVELS,
+    MONEY_COLUMNS,
+    QUARTER,
+    SUM_COLUMNS,
+    TOKEN_COLUMNS,
+    Level,
+    rollup_keys,
+)
 
 
-def stored_rollups() -> dict[tuple[Any, ...], dict[str, Any]]:
-    """The rollup table: key -> sums (call inside an app context)."""
-    rows = db.session.execute(select(LLMUsageRollup)).scalars().all()
+def assert_rollups_match() -> None:
+    """Both rollup levels hold exactly what the raw rows add up to."""
+    for level in LEVELS:
+        assert stored_rollups(level) == expected_rollups(level), level.name
+
+
+def stored_rollups(level: Level = QUARTER) -> dict[tuple[Any, ...], dict[str, Any]]:
+    """A rollup table: key -> sums (call inside an app context)."""
+    rows = db.session.execute(select(level.model)).scalars().all()
     return {tuple(getattr(r, k) for k in KEY_COLUMNS): {s: getattr(r, s) for s in SUM_COLUMNS}
             for r in rows}
 
 
-def expected_rollups() -> dict[tuple[Any, ...], dict[str, Any]]:
-    """The rollups computed in Python from every raw row."""
+def expected_rollups(level: Level = QUARTER) -> dict[tuple[Any, ...], dict[str, Any]]:
+    """The rollups of ``level`` computed in Python from every raw row."""
     result: dict[tuple[Any, ...], dict[str, Any]] = defaultdict(
         lambda: {s: Decimal(0) if s in MONEY_COLUMNS else 0 for s in SUM_COLUMNS})
     for row in db.session.execute(select(LLMUsage)).scalars():
         values = {c: getattr(row, c) for c in ("created_at", "model", "provider", "user_id",
                                                 "node_name", "success")}
-        sums = result[rollup_key(values)]
+        key = next(k for k in rollup_keys(values) if k[0] == level.name)
+        sums = result[key[1:]]
         sums["calls"] += 1
         for name in TOKEN_COLUMNS:
             sums[name] += getattr(row, name)

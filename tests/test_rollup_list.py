@@ -12,7 +12,7 @@ from sqlalchemy import delete, func, select
 from llm_tracker import LLMUsage, db, record_usage
 from llm_tracker.llm_usage import get_llm_usage_list, usage_filters
 from llm_tracker.llm_usage_stats import raw_scan
-from llm_tracker.models import LLMUsageRollup
+from llm_tracker.models import LLMUsageRollup, LLMUsageRollupDay
 
 BASE = datetime(2026, 3, 7, 22, tzinfo=UTC)
 MINUTES = 3 * 24 * 60
@@ -76,6 +76,7 @@ def test_list_total_equals_count(app, data, asked):
         with db.engine.begin() as conn:
             conn.execute(delete(LLMUsage))
             conn.execute(delete(LLMUsageRollup))
+            conn.execute(delete(LLMUsageRollupDay))
         for r in data:
             record_usage(r["model"], 10, 1, user_id=r["user_id"], success=r["success"],
                          created_at=BASE + timedelta(minutes=r["minute"],

@@ -6,13 +6,13 @@ import threading
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
-from rollup_check import expected_rollups, stored_rollups
+from rollup_check import assert_rollups_match, stored_rollups
 from sqlalchemy import delete, func, select, update
 
 from llm_tracker import db, record_usage
 from llm_tracker.llm_usage_stats import get_stats_by_model, get_summary_stats, raw_scan
 from llm_tracker.models import LLMUsageRollup
-from llm_tracker.rollup import rebuild
+from llm_tracker.rollup import LEVELS, QUARTER, rebuild
 
 ACME_RULE = {"pattern": "acme-llm-.*", "provider": None, "start_date": "2026-01-01",
              "input_per_mtok": "1.00", "cached_input_per_mtok": "0.10",
@@ -42,35 +42,39 @@ def run(app, *args: str) -> str:
 def test_rebuild_gives_what_record_usage_kept(app):
     with app.app_context():
         seed()
-        kept = stored_rollups()
-        assert kept == expected_rollups()
-    output = run(app, "rollup", "rebuild", "--batch-hours", "5")
-    assert f"rollup rows written: {len(kept)} (buckets from the first row on," in output
+        assert_rollups_match()
+        kept = {level: stored_rollups(level) for level in LEVELS}
+    output = run(app, "rollup", "rebuild", "--batch-days", "2")
+    assert output.endswith(f"15-minute rollup rows written: {len(kept[QUARTER])} "
+                           "(from the first row on, 2 batch(es) of 2 day(s))\n")
     with app.app_context():
-        assert stored_rollups() == kept
+        assert {level: stored_rollups(level) for level in LEVELS} == kept
 
 
-def test_rebuild_since_repairs_from_that_bucket_on_only(app):
+def test_rebuild_since_repairs_from_that_day_on_only(app):
     with app.app_context():
         seed()
-        kept = stored_rollups()
-        # Damage before and after the --since bucket, and an orphan rollup row.
+        kept = {level: stored_rollups(level) for level in LEVELS}
+        # Damage before and after the --since day, and a lost rollup row.
         with db.engine.begin() as conn:
-            conn.execute(update(LLMUsageRollup).values(calls=LLMUsageRollup.calls + 100))
+            for level in LEVELS:
+                conn.execute(update(level.model).values(calls=level.model.calls + 100))
             conn.execute(delete(LLMUsageRollup).where(
                 LLMUsageRollup.bucket == utc(2026, 2, 3, 8, 45)))
-        damaged = stored_rollups()
-    run(app, "rollup", "rebuild", "--since", "2026-02-02T10:07:00")
+        damaged = {level: stored_rollups(level) for level in LEVELS}
+    output = run(app, "rollup", "rebuild", "--since", "2026-02-02T10:07:00")
+    assert "(from 2026-02-02 on, 3 batch(es) of 1 day(s))" in output
     with app.app_context():
-        repaired = stored_rollups()
-    since = utc(2026, 2, 2, 10, 0)  # the bucket of 10:07
-    assert {k: v for k, v in repaired.items() if k[0] >= since} == \
-        {k: v for k, v in kept.items() if k[0] >= since}
-    assert {k: v for k, v in repaired.items() if k[0] < since} == \
-        {k: v for k, v in damaged.items() if k[0] < since}
+        repaired = {level: stored_rollups(level) for level in LEVELS}
+    since = utc(2026, 2, 2)  # the day of 10:07
+    for level in LEVELS:
+        assert {k: v for k, v in repaired[level].items() if k[0] >= since} == \
+            {k: v for k, v in kept[level].items() if k[0] >= since}
+        assert {k: v for k, v in repaired[level].items() if k[0] < since} == \
+            {k: v for k, v in damaged[level].items() if k[0] < since}
     run(app, "rollup", "rebuild")
     with app.app_context():
-        assert stored_rollups() == kept
+        assert {level: stored_rollups(level) for level in LEVELS} == kept
 
 
 def test_rebuild_of_an_empty_table_clears_the_rollups(app):
@@ -80,7 +84,7 @@ def test_rebuild_of_an_empty_table_clears_the_rollups(app):
             conn.execute(delete(LLMUsageRollup.__table__.metadata.tables["llm_tracker_usage"]))
     assert "rollup rows written: 0" in run(app, "rollup", "rebuild")
     with app.app_context():
-        assert stored_rollups() == {}
+        assert all(stored_rollups(level) == {} for level in LEVELS)
 
 
 def test_rebuild_while_writers_record(app):
@@ -99,14 +103,16 @@ def test_rebuild_while_writers_record(app):
     writers = [threading.Thread(target=write) for _ in range(3)]
     for t in writers:
         t.start()
-    with app.app_context():
-        for hours in (1, 2, 5, 24, 1):
-            rebuild(step=timedelta(hours=hours))
-    done.set()
+    try:
+        with app.app_context():
+            for days in (1, 2, 1, 3, 1):
+                rebuild(step=timedelta(days=days))
+    finally:
+        done.set()
     for t in writers:
         t.join()
     with app.app_context():
-        assert stored_rollups() == expected_rollups()
+        assert_rollups_match()
 
 
 def test_reprice_applies_its_cost_changes_to_the_rollups(make_app):
@@ -118,7 +124,7 @@ def test_reprice_applies_its_cost_changes_to_the_rollups(make_app):
     app = make_app(LLM_TRACKER_CUSTOM_PRICES=[ACME_RULE])
     run(app, "reprice", "--since", "2026-02-01", "--batch-size", "7")
     with app.app_context():
-        assert stored_rollups() == expected_rollups()
+        assert_rollups_match()
         summary = get_summary_stats()
         assert summary["unpriced_calls"] == 0
         acme = [m for m in get_stats_by_model() if m["model"] == "acme-llm-7"][0]
@@ -133,4 +139,4 @@ def test_reprice_applies_its_cost_changes_to_the_rollups(make_app):
     again = make_app()
     run(again, "reprice", "--since", "2026-02-01", "--dry-run")
     with again.app_context():
-        assert stored_rollups() == expected_rollups()
+        assert_rollups_match()

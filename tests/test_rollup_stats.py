@@ -18,7 +18,7 @@ from llm_tracker.llm_usage_stats import (
     get_time_series_stats,
     raw_scan,
 )
-from llm_tracker.models import LLMUsageRollup
+from llm_tracker.models import LLMUsageRollup, LLMUsageRollupDay
 
 ZONES = ["UTC", "Asia/Kathmandu", "Asia/Kolkata", "America/New_York",
          # Not 15-minute aligned: every hour's edge is ragged.
@@ -100,6 +100,7 @@ def test_rollup_stats_equal_raw_scan(app, base, data, asked):
         with db.engine.begin() as conn:
             conn.execute(delete(LLMUsage))
             conn.execute(delete(LLMUsageRollup))
+            conn.execute(delete(LLMUsageRollupDay))
         for r in data:
             record_usage(r["model"], r["prompt"], r["completion"],
                          cached_tokens=min(r["cached"], r["prompt"]), user_id=r["user_id"],

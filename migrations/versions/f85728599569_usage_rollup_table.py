@@ -1,8 +1,9 @@
-"""usage rollup table: sums per 15-minute UTC bucket, backfilled from the raw rows
+"""usage rollup tables: sums per 15-minute and per UTC-day bucket, backfilled from raw rows
 
-The backfill is one INSERT ... SELECT ... GROUP BY over llm_tracker_usage, so an upgraded
-database's statistics are right at once. Its SQL is written out here rather than taken
-from llm_tracker.rollup, so this revision keeps doing what it did when that code changes.
+The backfill is an INSERT ... SELECT ... GROUP BY over llm_tracker_usage per table, so an
+upgraded database's statistics are right at once. Its SQL is written out here rather than
+taken from llm_tracker.rollup, so this revision keeps doing what it did when that code
+changes.
 On a very large table `flask --app wsgi rollup rebuild` does the same in batches.
 
 Revision ID: f85728599569
@@ -47,21 +48,49 @@ def upgrade():
     with op.batch_alter_table('llm_tracker_usage_rollup', schema=None) as batch_op:
         batch_op.create_index('ix_llm_tracker_usage_rollup_user_id_bucket', ['user_id', 'bucket'], unique=False)
 
+    op.create_table('llm_tracker_usage_rollup_day',
+    sa.Column('bucket', llm_tracker.database.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('model', sa.String(length=200), nullable=False),
+    sa.Column('provider', sa.String(length=50), nullable=False),
+    sa.Column('user_id', sa.BigInteger(), nullable=False),
+    sa.Column('node_name', sa.String(length=200), nullable=False),
+    sa.Column('success', sa.Boolean(), nullable=False),
+    sa.Column('calls', sa.BigInteger(), nullable=False),
+    sa.Column('prompt_tokens', sa.BigInteger(), nullable=False),
+    sa.Column('completion_tokens', sa.BigInteger(), nullable=False),
+    sa.Column('total_tokens', sa.BigInteger(), nullable=False),
+    sa.Column('cached_tokens', sa.BigInteger(), nullable=False),
+    sa.Column('cache_write_tokens', sa.BigInteger(), nullable=False),
+    sa.Column('reasoning_tokens', sa.BigInteger(), nullable=False),
+    sa.Column('unpriced_calls', sa.BigInteger(), nullable=False),
+    sa.Column('cost_usd', llm_tracker.database.Money(precision=20, scale=12), nullable=False),
+    sa.Column('input_cost_usd', llm_tracker.database.Money(precision=20, scale=12), nullable=False),
+    sa.Column('output_cost_usd', llm_tracker.database.Money(precision=20, scale=12), nullable=False),
+    sa.Column('cache_savings_usd', llm_tracker.database.Money(precision=20, scale=12), nullable=False),
+    sa.PrimaryKeyConstraint('bucket', 'model', 'provider', 'user_id', 'node_name', 'success', name=op.f('pk_llm_tracker_usage_rollup_day'))
+    )
+    with op.batch_alter_table('llm_tracker_usage_rollup_day', schema=None) as batch_op:
+        batch_op.create_index('ix_llm_tracker_usage_rollup_day_user_id_bucket', ['user_id', 'bucket'], unique=False)
+
     # ### end Alembic commands ###
     if op.get_bind().dialect.name == 'postgresql':
-        bucket = 'to_timestamp(floor(extract(epoch FROM created_at) / 900) * 900)'
+        quarter = 'to_timestamp(floor(extract(epoch FROM created_at) / 900) * 900)'
+        day = 'to_timestamp(floor(extract(epoch FROM created_at) / 86400) * 86400)'
     else:
         # UTCDateTime stores naive UTC text 'YYYY-MM-DD HH:MM:SS.ffffff'.
-        bucket = ("substr(created_at, 1, 14) || printf('%02d', "
-                  "CAST(substr(created_at, 15, 2) AS INTEGER) / 15 * 15) || ':00.000000'")
+        quarter = ("substr(created_at, 1, 14) || printf('%02d', "
+                   "CAST(substr(created_at, 15, 2) AS INTEGER) / 15 * 15) || ':00.000000'")
+        day = "substr(created_at, 1, 10) || ' 00:00:00.000000'"
     # Driver SQL: text() would read ':00' as a bind parameter.
-    op.get_bind().exec_driver_sql(BACKFILL.format(bucket=bucket))
+    for table, bucket in (('llm_tracker_usage_rollup', quarter),
+                          ('llm_tracker_usage_rollup_day', day)):
+        op.get_bind().exec_driver_sql(BACKFILL.format(table=table, bucket=bucket))
 
 
 # NULL provider / user_id become the rollup's sentinels ('' and -2**63): its key columns
 # are NOT NULL so that ON CONFLICT matches them.
 BACKFILL = """
-INSERT INTO llm_tracker_usage_rollup (bucket, model, provider, user_id, node_name, success,
+INSERT INTO {table} (bucket, model, provider, user_id, node_name, success,
     calls, prompt_tokens, completion_tokens, total_tokens, cached_tokens, cache_write_tokens,
     reasoning_tokens, unpriced_calls, cost_usd, input_cost_usd, output_cost_usd,
     cache_savings_usd)
@@ -82,4 +111,8 @@ def downgrade():
         batch_op.drop_index('ix_llm_tracker_usage_rollup_user_id_bucket')
 
     op.drop_table('llm_tracker_usage_rollup')
+    with op.batch_alter_table('llm_tracker_usage_rollup_day', schema=None) as batch_op:
+        batch_op.drop_index('ix_llm_tracker_usage_rollup_day_user_id_bucket')
+
+    op.drop_table('llm_tracker_usage_rollup_day')
     # ### end Alembic commands ###
