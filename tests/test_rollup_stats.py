@@ -16,6 +16,7 @@ from llm_tracker.llm_usage_stats import (
     get_stats_by_model,
     get_summary_stats,
     get_time_series_stats,
+    get_token_stats_from_query,
     raw_scan,
 )
 from llm_tracker.models import LLMUsageRollup, LLMUsageRollupDay
@@ -89,7 +90,9 @@ def _stats(start, end, user_id, tz, granularity):
         summary = get_summary_stats(**args)
     except ValueError as exc:  # start after end: both ways must say so
         return ("error", str(exc))
-    return (summary, get_stats_by_model(**args), get_time_series_stats(granularity, **args))
+    combined = get_token_stats_from_query({**args, "granularity": granularity})
+    return (summary, get_stats_by_model(**args), get_time_series_stats(granularity, **args),
+            combined)
 
 
 @settings(max_examples=60, deadline=None,
