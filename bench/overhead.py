@@ -2,8 +2,10 @@
 
 Times N invokes of an in-process fake chat model (no network) with: no handler;
 langchain-core's in-memory UsageMetadataCallbackHandler; a minimal handler doing one raw
-INSERT + COMMIT on a plain DBAPI connection; llm_tracker's UsageHandler. On SQLite (file,
-WAL) and PostgreSQL. Prints microseconds per invoke and the overhead ratios.
+INSERT + COMMIT on a plain DBAPI connection; llm_tracker's UsageHandler, which prices each
+row and adds it to its rollup row in the same transaction. On SQLite (file, WAL) and
+PostgreSQL. Prints microseconds per invoke and the overhead ratios, and checks that the
+rollups count every UsageHandler row.
 
     .venv/bin/python bench/overhead.py [--calls 2000] [--postgres URL | --no-postgres]
 """
@@ -134,6 +136,10 @@ def bench_backend(name: str, url: str, calls: int, rounds: int) -> dict[str, flo
     result = {label: statistics.median(v) for label, v in samples.items()}
     with app.app_context():
         stored = db.session.execute(text("SELECT count(*) FROM llm_tracker_usage")).scalar()
+        priced = db.session.execute(text(
+            "SELECT count(*) FROM llm_tracker_usage WHERE cost_usd IS NOT NULL")).scalar()
+        rolled = db.session.execute(text(
+            "SELECT coalesce(sum(calls), 0) FROM llm_tracker_usage_rollup")).scalar()
         db.session.remove()
         db.drop_all()
     conn.close()
@@ -146,7 +152,10 @@ def bench_backend(name: str, url: str, calls: int, rounds: int) -> dict[str, flo
     raw = result["raw INSERT handler"] - base
     ours = result["UsageHandler"] - base
     print(f"  UsageHandler overhead / raw INSERT overhead = {ours / raw:.2f}x (target <= 2x)")
-    print(f"  rows stored: {stored} (expected {expected})")
+    print(f"  rows stored: {stored} (expected {expected}); UsageHandler rows priced: {priced},"
+          f" in the rollups: {rolled} (expected {expected // 2} each)")
+    if stored != expected or priced != rolled or rolled != expected // 2:
+        raise SystemExit("rows lost, unpriced or missing from the rollups")
     return result
 
 

@@ -5,7 +5,8 @@ UsageHandler, so every call becomes one row. Runs with 1, 4 and 8 threads and wi
 processes, on SQLite (file, WAL) and PostgreSQL, next to a raw INSERT + COMMIT loop on a
 plain DBAPI connection in the same run: bare (the database's own speed) and as a
 minimal callback handler on the same fake-model invokes (the like-for-like baseline).
-Ends by counting rows: none may be lost.
+Ends by counting rows: none may be lost, and the rollups (kept by UsageHandler's writes
+in the same transaction) must count exactly the UsageHandler rows.
 
     .venv/bin/python bench/throughput.py [--calls 2000] [--postgres URL | --no-postgres]
 """
@@ -135,12 +136,18 @@ def bench_backend(name: str, url: str, calls: int) -> None:
     with app.app_context():
         stored = db.session.execute(text("SELECT count(*) FROM llm_tracker_usage")).scalar()
         spooled = len(get_spool().rows())
+        rolled = db.session.execute(text(
+            "SELECT coalesce(sum(calls), 0) FROM llm_tracker_usage_rollup")).scalar()
         db.session.remove()
         db.drop_all()
     lost = expected - stored - spooled
     print(f"  rows stored: {stored}, spooled: {spooled}, expected: {expected}, lost: {lost}")
+    # The two raw loops wrote 2 * calls rows that bypass record_usage (no rollups).
+    print(f"  rollup calls: {rolled} (UsageHandler rows stored: {stored - 2 * calls})")
     if lost:
         raise SystemExit(f"{lost} rows lost")
+    if rolled != stored - 2 * calls:
+        raise SystemExit("the rollups do not match the rows")
 
 
 def main() -> None:

@@ -34,7 +34,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.sql import ColumnElement, FromClause
 
-from .database import as_utc, db
+from .database import MONEY_SCALE, as_utc, db
 from .models import NO_PROVIDER, NO_USER, LLMUsage, LLMUsageRollup, LLMUsageRollupDay
 
 _RAW = LLMUsage.__table__
@@ -208,11 +208,35 @@ def insert_with_rollup_statement(dialect: str) -> Any:
             .add_cte(ins, quarter).returning(DAY.table.c.calls))
 
 
-def add_row_statements(dialect: str) -> list[Any]:
-    """Upserts adding the raw row with id ``:row_id`` to its rollup row of each level."""
-    row = _RAW.c.id == bindparam("row_id", type_=_RAW.c.id.type)
-    return [_upsert(dialect, level, rollup_select(_RAW, dialect, level, row))
-            for level in LEVELS]
+def _sqlite_upsert_sql(level: Level) -> str:
+    columns = ", ".join((*KEY_COLUMNS, *SUM_COLUMNS))
+    marks = ", ".join("?" * (len(KEY_COLUMNS) + len(SUM_COLUMNS)))
+    sums = ", ".join(f"{name} = {name} + excluded.{name}" for name in SUM_COLUMNS)
+    return (f"INSERT INTO {level.table.name} ({columns}) VALUES ({marks}) "
+            f"ON CONFLICT ({', '.join(KEY_COLUMNS)}) DO UPDATE SET {sums}")
+
+
+_SQLITE_UPSERTS = [(_sqlite_upsert_sql(level), level) for level in LEVELS]
+def _units(value: Decimal | None) -> int:
+    # Money's SQLite storage, as Money.process_bind_param computes it: 1e-12 USD units.
+    return 0 if value is None else int(value.scaleb(MONEY_SCALE).to_integral_value())
+
+
+def sqlite_upserts(values: Mapping[str, Any]) -> list[tuple[str, tuple[Any, ...]]]:
+    """SQLite: (SQL, parameters) adding one raw row's values to its rollup rows."""
+    created = as_utc(values["created_at"])
+    provider, user_id = values.get("provider"), values.get("user_id")
+    cost = values.get("cost_usd")
+    rest = (values["model"], NO_PROVIDER if provider is None else provider,
+            NO_USER if user_id is None else user_id, values["node_name"],
+            bool(values["success"]), 1, *(values[name] for name in TOKEN_COLUMNS),
+            int(cost is None), *(_units(values.get(name)) for name in MONEY_COLUMNS))
+    result = []
+    for sql, level in _SQLITE_UPSERTS:
+        # UTCDateTime's SQLite text: naive UTC with six decimals.
+        bucket = level.floor(created).strftime("%Y-%m-%d %H:%M:%S.000000")
+        result.append((sql, (bucket, *rest)))
+    return result
 
 
 def raw_columns() -> tuple[str, ...]:
