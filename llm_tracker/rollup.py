@@ -217,6 +217,8 @@ def _sqlite_upsert_sql(level: Level) -> str:
 
 
 _SQLITE_UPSERTS = [(_sqlite_upsert_sql(level), level) for level in LEVELS]
+
+
 def _units(value: Decimal | None) -> int:
     # Money's SQLite storage, as Money.process_bind_param computes it: 1e-12 USD units.
     return 0 if value is None else int(value.scaleb(MONEY_SCALE).to_integral_value())
@@ -233,8 +235,9 @@ def sqlite_upserts(values: Mapping[str, Any]) -> list[tuple[str, tuple[Any, ...]
             int(cost is None), *(_units(values.get(name)) for name in MONEY_COLUMNS))
     result = []
     for sql, level in _SQLITE_UPSERTS:
-        # UTCDateTime's SQLite text: naive UTC with six decimals.
-        bucket = level.floor(created).strftime("%Y-%m-%d %H:%M:%S.000000")
+        # UTCDateTime's SQLite text (SQLAlchemy's format): naive UTC, six decimals.
+        b = level.floor(created)
+        bucket = f"{b.year:04d}-{b.month:02d}-{b.day:02d} {b.hour:02d}:{b.minute:02d}:00.000000"
         result.append((sql, (bucket, *rest)))
     return result
 
@@ -245,6 +248,7 @@ def raw_columns() -> tuple[str, ...]:
 
 
 # --- reprice --------------------------------------------------------------------------
+
 
 def _apply_statement(table: Table) -> Any:
     return (update(table)
