@@ -259,6 +259,16 @@ def bench_size(backend: str, url: str, n: int, repeat: int) -> dict[str, float]:
     return figures
 
 
+def drop_bench_schema(url: str) -> None:
+    """Drop the scratch schema (10M rows take a few GB)."""
+    import psycopg
+
+    parsed = make_url(url)
+    with psycopg.connect(parsed.set(drivername="postgresql", query={}).render_as_string(False),
+                         autocommit=True) as conn:
+        conn.execute("DROP SCHEMA IF EXISTS llm_tracker_bench CASCADE")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, action="append",
@@ -280,6 +290,8 @@ def main() -> None:
             results[n] = bench_size(args.backend, url, n, args.repeat)
             if args.backend == "sqlite" and not args.keep:
                 os.remove(f"{tmp}/bench-{n}.sqlite3")
+    if args.backend == "postgresql" and not args.keep:
+        drop_bench_schema(args.postgres)
     first = results[sizes[0]]
     print(f"\nsummary ({args.backend}; median of {args.repeat}; total run "
           f"{time.perf_counter() - started:.0f} s)")
