@@ -8,7 +8,7 @@ import json
 import re
 import uuid
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, tzinfo
 from typing import Any
 
@@ -26,7 +26,7 @@ from .llm_usage_stats import (
 )
 from .models import LLMUsage, User
 from .pricing import format_money
-from .rollup import pieces
+from .rollup import bucket_span, pieces
 
 __all__ = [
     "CSV_COLUMNS",
@@ -106,17 +106,25 @@ def _parse_filters(user_id: int | str | None = None, model_filter: str | None = 
     return _Filters(uid, model, success, priced, start, end)
 
 
-def _conditions(f: _Filters, models: list[str] | None = None) -> list[ColumnElement[bool]]:
-    """WHERE conditions on raw rows; ``models``: the model filter resolved to exact names."""
+def _key_conditions(table: Any, f: _Filters,
+                    models: list[str] | None) -> list[ColumnElement[bool]]:
+    # The user, model and success filters, on raw rows or on a rollup level: their key
+    # columns share names (a rollup's NULL-user sentinel never equals a filtered id).
     conditions: list[ColumnElement[bool]] = []
     if f.user_id is not None:
-        conditions.append(LLMUsage.user_id == f.user_id)
+        conditions.append(table.user_id == f.user_id)
     if models is not None:
-        conditions.append(LLMUsage.model.in_(models))
+        conditions.append(table.model.in_(models))
     elif f.model is not None:
-        conditions.append(LLMUsage.model.icontains(f.model, autoescape=True))
+        conditions.append(table.model.icontains(f.model, autoescape=True))
     if f.success is not None:
-        conditions.append(LLMUsage.success.is_(f.success))
+        conditions.append(table.success.is_(f.success))
+    return conditions
+
+
+def _conditions(f: _Filters, models: list[str] | None = None) -> list[ColumnElement[bool]]:
+    """WHERE conditions on raw rows; ``models``: the model filter resolved to exact names."""
+    conditions = _key_conditions(LLMUsage, f, models)
     if f.priced is not None:
         conditions.append(LLMUsage.cost_usd.is_not(None) if f.priced
                           else LLMUsage.cost_usd.is_(None))
@@ -166,25 +174,12 @@ def _count(f: _Filters, models: list[str] | None) -> int:
     parts: list[Select[Any]] = []
     for level, lo, hi in found:
         if level is None:
-            edge = _Filters(f.user_id, f.model, f.success, f.priced, None, None)
-            where = [*_conditions(edge, models), LLMUsage.created_at >= lo,
-                     LLMUsage.created_at < hi]
+            where = [*_conditions(replace(f, start=None, end=None), models),
+                     LLMUsage.created_at >= lo, LLMUsage.created_at < hi]
             parts.append(select(func.count().label("n")).select_from(LLMUsage).where(*where))
             continue
         r = level.model
-        where = []
-        if lo is not None:
-            where.append(r.bucket >= lo)
-        if hi is not None:
-            where.append(r.bucket < hi)
-        if f.user_id is not None:
-            where.append(r.user_id == f.user_id)
-        if models is not None:
-            where.append(r.model.in_(models))
-        elif f.model is not None:
-            where.append(r.model.icontains(f.model, autoescape=True))
-        if f.success is not None:
-            where.append(r.success.is_(f.success))
+        where = [*bucket_span(level, lo, hi), *_key_conditions(r, f, models)]
         counted = {None: r.calls, True: r.calls - r.unpriced_calls,
                    False: r.unpriced_calls}[f.priced]
         parts.append(select(func.sum(counted).label("n")).where(*where))

@@ -39,7 +39,7 @@ from sqlalchemy import (
 from .database import UTCDateTime, db, utcnow
 from .models import LLMUsage
 from .pricing import format_money
-from .rollup import LEVELS, Level, pieces
+from .rollup import LEVELS, Level, bucket_span, pieces
 
 __all__ = [
     "GRANULARITIES",
@@ -495,11 +495,7 @@ def _combined(start: datetime | None, end: datetime | None, uid: int | None,
             parts.append(part.group_by(LLMUsage.model) if group else part)
             continue
         r = level.model
-        where = []
-        if lo is not None:
-            where.append(r.bucket >= lo)
-        if hi is not None:
-            where.append(r.bucket < hi)
+        where = bucket_span(level, lo, hi)
         if uid is not None:
             where.append(r.user_id == uid)
         part = _rollup_part(r.model if group else null(), level, *where)

@@ -127,6 +127,18 @@ def bucket_ceil(instant: datetime) -> datetime:
 Piece = tuple[Level | None, datetime | None, datetime | None]
 
 
+def bucket_span(level: Level, lo: datetime | None,
+                hi: datetime | None) -> list[ColumnElement[bool]]:
+    """Conditions selecting ``level``'s buckets in ``[lo, hi)`` (None: open)."""
+    r = level.model
+    span = []
+    if lo is not None:
+        span.append(r.bucket >= lo)
+    if hi is not None:
+        span.append(r.bucket < hi)
+    return span
+
+
 def pieces(lo: datetime | None, hi: datetime | None) -> list[Piece]:
     """``[lo, hi)`` (None: open) as whole days, whole 15-minute buckets and raw spans.
 
