@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 import uuid
 from datetime import datetime
 from decimal import Decimal
@@ -27,18 +28,20 @@ class LLMUsage(db.Model):
     # Idempotency key: the LangChain run id (or a fresh uuid); a run or a spool replay
     # can never make two rows.
     run_id: Mapped[str] = mapped_column(String(64), unique=True)
-    user_id: Mapped[int | None] = mapped_column(Integer)
+    # 64-bit: user ids and token counts of any application fit (record_usage normalises
+    # what does not, see recording.normalise).
+    user_id: Mapped[int | None] = mapped_column(BigInteger)
     model: Mapped[str] = mapped_column(String(200))
     requested_model: Mapped[str | None] = mapped_column(String(200))
     deployment: Mapped[str | None] = mapped_column(String(200))
     provider: Mapped[str | None] = mapped_column(String(50))
     node_name: Mapped[str] = mapped_column(String(200), default="unknown")
-    prompt_tokens: Mapped[int] = mapped_column(Integer, default=0)
-    completion_tokens: Mapped[int] = mapped_column(Integer, default=0)
-    total_tokens: Mapped[int] = mapped_column(Integer, default=0)
-    cached_tokens: Mapped[int] = mapped_column(Integer, default=0)
-    cache_write_tokens: Mapped[int] = mapped_column(Integer, default=0)
-    reasoning_tokens: Mapped[int] = mapped_column(Integer, default=0)
+    prompt_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
+    completion_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
+    total_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
+    cached_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
+    cache_write_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
+    reasoning_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
     latency_ms: Mapped[int | None] = mapped_column(Integer)
     success: Mapped[bool] = mapped_column(Boolean, default=True)
     error: Mapped[str | None] = mapped_column(Text)
@@ -69,8 +72,9 @@ class LLMUsage(db.Model):
 
 # The rollup's key columns are NOT NULL: a unique key treats NULLs as distinct on SQLite
 # and PostgreSQL alike, so ON CONFLICT would never match a NULL provider or user. These
-# stand for NULL instead; readers map them back. NO_USER is outside the raw user_id
-# column's 32-bit range, so no real user can collide with it.
+# stand for NULL instead; readers map them back. NO_USER is the one 64-bit value
+# record_usage never stores as a user id (it normalises it away), so no real user can
+# collide with it.
 NO_PROVIDER = ""
 NO_USER = -(2**63)
 
@@ -125,6 +129,11 @@ class LLMUsageRollupDay(_RollupColumns, db.Model):
     )
 
 
+def new_session_token() -> str:
+    """A fresh random session token for a user."""
+    return secrets.token_hex(16)
+
+
 class User(UserMixin, db.Model):
     """A person who can log in; admins are active staff or superusers."""
 
@@ -137,6 +146,9 @@ class User(UserMixin, db.Model):
     is_staff: Mapped[bool] = mapped_column(Boolean, default=False)
     is_superuser: Mapped[bool] = mapped_column(Boolean, default=False)
     date_joined: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # Part of every session cookie (see admin_app.auth): replacing it on logout, password
+    # change or deactivation ends every session of the user, copied cookies included.
+    session_token: Mapped[str] = mapped_column(String(64), default=new_session_token)
 
     def set_password(self, password: str) -> None:
         """Store a salted scrypt hash of ``password``."""
@@ -153,3 +165,16 @@ class User(UserMixin, db.Model):
 
     def __repr__(self) -> str:
         return f"<User {self.username}>"
+
+
+class LoginFailures(db.Model):
+    """Failed logins counted per key (a username or an address) in a fixed time window.
+
+    In the database, so every worker process shares one count (admin_app.auth).
+    """
+
+    __tablename__ = "login_failures"
+
+    key: Mapped[str] = mapped_column(String(200), primary_key=True)
+    window_start: Mapped[datetime] = mapped_column(UTCDateTime)
+    failures: Mapped[int] = mapped_column(Integer)
