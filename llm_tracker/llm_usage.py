@@ -68,16 +68,16 @@ def _parse_bool(value: Any, name: str) -> bool | None:
     raise ValueError(f"{name} must be 'true' or 'false', got {value!r}")
 
 
-def _parse_model_filter(value: Any) -> str | None:
+def _parse_model_filter(value: Any, name: str = "model") -> str | None:
     if value is None or value == "":
         return None
     if not isinstance(value, str):
-        raise ValueError(f"model must be a string, got {value!r}")
+        raise ValueError(f"{name} must be a string, got {value!r}")
     if "\x00" in value:
         # PostgreSQL rejects NUL in text parameters; no model name contains one.
-        raise ValueError("model must not contain NUL characters")
+        raise ValueError(f"{name} must not contain NUL characters")
     if len(value) > MAX_MODEL_FILTER:
-        raise ValueError(f"model filter is longer than {MAX_MODEL_FILTER} characters")
+        raise ValueError(f"{name} filter is longer than {MAX_MODEL_FILTER} characters")
     return value
 
 
@@ -89,21 +89,24 @@ class _Filters:
     priced: bool | None
     start: datetime | None
     end: datetime | None
+    model_exact: str | None = None
 
 
 def _parse_filters(user_id: int | str | None = None, model_filter: str | None = None,
                    success_filter: bool | str | None = None, start_date: DateArg = None,
                    end_date: DateArg = None, *, tz: str | tzinfo | None = None,
-                   priced_filter: bool | str | None = None) -> _Filters:
+                   priced_filter: bool | str | None = None,
+                   model_exact: str | None = None) -> _Filters:
     uid = _parse_user_id(user_id)
     model = _parse_model_filter(model_filter)
+    exact = _parse_model_filter(model_exact, "model_exact")
     success = _parse_bool(success_filter, "success")
     priced = _parse_bool(priced_filter, "priced")
     zone = _parse_tz(tz)
     start = _parse_date(start_date, zone)
     end = _parse_end_date(end_date, zone)
     _check_range(start, end)
-    return _Filters(uid, model, success, priced, start, end)
+    return _Filters(uid, model, success, priced, start, end, exact)
 
 
 def _key_conditions(table: Any, f: _Filters,
@@ -117,6 +120,9 @@ def _key_conditions(table: Any, f: _Filters,
         conditions.append(table.model.in_(models))
     elif f.model is not None:
         conditions.append(table.model.icontains(f.model, autoescape=True))
+    if f.model_exact is not None:
+        # Beside the substring, not instead of it: both given means both must hold.
+        conditions.append(table.model == f.model_exact)
     if f.success is not None:
         conditions.append(table.success.is_(f.success))
     return conditions
@@ -138,10 +144,12 @@ def _conditions(f: _Filters, models: list[str] | None = None) -> list[ColumnElem
 def usage_filters(user_id: int | str | None = None, model_filter: str | None = None,
                   success_filter: bool | str | None = None, start_date: DateArg = None,
                   end_date: DateArg = None, *, tz: str | tzinfo | None = None,
-                  priced_filter: bool | str | None = None) -> list[ColumnElement[bool]]:
+                  priced_filter: bool | str | None = None,
+                  model_exact: str | None = None) -> list[ColumnElement[bool]]:
     """The WHERE conditions of the list's filters; bad values raise ``ValueError``."""
     return _conditions(_parse_filters(user_id, model_filter, success_filter, start_date,
-                                      end_date, tz=tz, priced_filter=priced_filter))
+                                      end_date, tz=tz, priced_filter=priced_filter,
+                                      model_exact=model_exact))
 
 
 def _matching_models(substring: str) -> list[str]:
@@ -202,10 +210,12 @@ def get_llm_usage_list(page: int | str = 1, page_size: int | str = 20,
                        success_filter: bool | str | None = None,
                        start_date: DateArg = None, end_date: DateArg = None, *,
                        tz: str | tzinfo | None = None,
-                       priced_filter: bool | str | None = None) -> dict[str, Any]:
+                       priced_filter: bool | str | None = None,
+                       model_exact: str | None = None) -> dict[str, Any]:
     """One page of usage rows, newest first, with the total count of matching rows.
 
-    ``model_filter`` is a case-insensitive substring, ``success_filter`` and
+    ``model_filter`` is a case-insensitive substring, ``model_exact`` one model name
+    matched exactly (case and all; both given, a row must match both), ``success_filter`` and
     ``priced_filter`` ``"true"`` / ``"false"`` (or a bool; ``priced_filter=False`` finds
     the rows no price source knew); dates as in ``llm_usage_stats``. Bad values raise
     ``ValueError``.
@@ -213,7 +223,7 @@ def get_llm_usage_list(page: int | str = 1, page_size: int | str = 20,
     page = _parse_int(page, "page", 1, 1, MAX_PAGE)
     page_size = _parse_int(page_size, "page_size", 20, 1, MAX_PAGE_SIZE)
     f = _parse_filters(user_id, model_filter, success_filter, start_date, end_date,
-                       tz=tz, priced_filter=priced_filter)
+                       tz=tz, priced_filter=priced_filter, model_exact=model_exact)
     models = None
     if f.model is not None:
         # Exact names, so the (model, created_at) index serves the page and the count.
@@ -236,14 +246,15 @@ def _filter_args(params: Mapping[str, Any]) -> dict[str, Any]:
         "end_date": params.get("end_date"),
         "tz": params.get("tz"),
         "priced_filter": params.get("priced"),
+        "model_exact": params.get("model_exact"),
     }
 
 
 def get_llm_usage_list_from_query(params: Mapping[str, Any]) -> dict[str, Any]:
     """``get_llm_usage_list`` from query parameters.
 
-    Reads ``page``, ``page_size``, ``user_id``, ``model``, ``success``, ``priced``,
-    ``start_date``, ``end_date`` and ``tz``; empty values count as absent.
+    Reads ``page``, ``page_size``, ``user_id``, ``model``, ``model_exact``, ``success``,
+    ``priced``, ``start_date``, ``end_date`` and ``tz``; empty values count as absent.
     """
     return get_llm_usage_list(page=params.get("page"), page_size=params.get("page_size"),
                               **_filter_args(params))

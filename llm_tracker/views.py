@@ -79,12 +79,16 @@ class TokenStatsQuery(_Query):
 
 
 class LLMUsageExportQuery(_Query):
+_MODEL_NAME = [
+    validate.Length(max=MAX_MODEL_FILTER),
+    validate.ContainsNoneOf(["\x00"], error="must not contain NUL characters"),
+]
+
+
     """Query parameters of ``GET llm-usage/export.csv``: the list's filters."""
 
-    model = fields.String(validate=[
-        validate.Length(max=MAX_MODEL_FILTER),
-        validate.ContainsNoneOf(["\x00"], error="must not contain NUL characters"),
-    ])
+    model = fields.String(validate=_MODEL_NAME)  # a case-insensitive substring
+    model_exact = fields.String(validate=_MODEL_NAME)  # one model name, exactly
     success = fields.Boolean(truthy={"true", "True", "TRUE"},
                              falsy={"false", "False", "FALSE"})
     priced = fields.Boolean(truthy={"true", "True", "TRUE"},

@@ -179,6 +179,14 @@ def test_llm_usage_filters(admin_client):
     assert models(success="true", user_id="1") == ["gpt-4o-mini"]
     assert models(start_date="2026-01-10T09:30:00", end_date="2026-01-10") == ["gpt-4o"]
     assert models(page="2", page_size="2") == ["gpt-4o-mini"]
+    # model_exact: one model name exactly, not every name containing it.
+    assert models(model="gpt-4o") == ["gpt-4o-mini", "gpt-4o", "gpt-4o-mini"]
+    assert models(model_exact="gpt-4o") == ["gpt-4o"]
+    assert models(model_exact="gpt-4o-mini") == ["gpt-4o-mini", "gpt-4o-mini"]
+    assert models(model_exact="GPT-4O-MINI") == []
+    assert models(model_exact="gpt-4o-mini", model="4O-M", success="false") == ["gpt-4o-mini"]
+    response = admin_client.get(USAGE, query_string={"model_exact": "gpt-4o", "model": ""})
+    assert response.get_json()["total"] == 1
 
 
 # --- bad input --------------------------------------------------------------------------
@@ -203,6 +211,9 @@ def test_llm_usage_filters(admin_client):
      "tz: unknown time zone 'Mars/Olympus': use an IANA name such as 'Asia/Shanghai' or 'UTC'"),
     (USAGE, "colour=red", "colour: Unknown field."),
     (USAGE, "model=a%00b", "model: must not contain NUL characters"),
+    (USAGE, "model_exact=a%00b", "model_exact: must not contain NUL characters"),
+    (USAGE, "model_exact=" + "m" * 201, "model_exact: Longer than maximum length 200."),
+    (STATS, "model_exact=gpt-4o", "model_exact: Unknown field."),
 ])
 def test_bad_query_values_get_400_json(admin_client, url, query, message):
     assert_json_error(admin_client.get(f"{url}?{query}"), 400,
@@ -288,6 +299,7 @@ _PLAUSIBLE = {
     "page_size": ["1", "200", "201"],
     "model": ["gpt", "%", "_", "MINI", "\\"],
     "success": ["true", "false", "True", "1"],
+    "model_exact": ["gpt-4o", "gpt-4o-mini", "GPT-4O", "%", "\\"],
     "priced": ["true", "false", "FALSE", "0"],
 }
 
@@ -298,9 +310,10 @@ def _queries(names):
 
 
 _STATS_PARAMS = ("start_date", "end_date", "user_id", "granularity", "tz")
-_USAGE_PARAMS = ("page", "page_size", "user_id", "model", "success", "priced",
+_USAGE_PARAMS = ("page", "page_size", "user_id", "model", "model_exact", "success", "priced",
                  "start_date", "end_date", "tz")
-_EXPORT_PARAMS = ("user_id", "model", "success", "priced", "start_date", "end_date", "tz")
+_EXPORT_PARAMS = ("user_id", "model", "model_exact", "success", "priced", "start_date",
+                  "end_date", "tz")
 EXPORT = "/api/v1/admin/llm-usage/export.csv"
 
 

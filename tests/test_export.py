@@ -87,6 +87,12 @@ def test_export_applies_the_list_filters(admin_client, rows):
     assert ids(success="false", user_id="1") == [rows[2]]
     assert ids(start_date="2026-01-10T09:00:00", end_date="2026-01-11") == [rows[2], rows[1]]
     assert ids(model="no-such-model") == []
+    # The exact name: gpt-4o's one row, not the gpt-4o-mini rows its substring also finds.
+    assert ids(model="gpt-4o") == [rows[3], rows[2], rows[0]]
+    assert ids(model_exact="gpt-4o") == [rows[2]]
+    assert ids(model_exact="GPT-4O") == []
+    assert ids(model_exact="gpt-4o-mini", user_id="99") == [rows[3]]
+    assert ids(model_exact="gpt-4o-mini", model="acme") == []
     # The same rows as the list with the same filters.
     listed = admin_client.get(USAGE, query_string={"model": "gpt", "page_size": "200"})
     assert ids(model="gpt") == [r["id"] for r in listed.get_json()["results"]]
@@ -110,6 +116,8 @@ def test_export_streams_in_batches(admin_client, rows, monkeypatch):
 @pytest.mark.parametrize(("query", "message"), [
     ("priced=maybe", "invalid query parameters: priced: Not a valid boolean."),
     ("page=2", "invalid query parameters: page: Unknown field."),
+    ("model_exact=a%00b", "invalid query parameters: model_exact: must not contain NUL "
+     "characters"),
     ("start_date=2026-02-01&end_date=2026-01-01",
      "start_date (2026-02-01T00:00:00+00:00) is after end_date (2026-01-01T23:59:59.999999+00:00)"),
 ])

@@ -30,6 +30,8 @@ bound = st.none() | st.fixed_dictionaries({
 filters = st.lists(st.fixed_dictionaries({
     "user_id": st.sampled_from([None, 1, 2, 9]),
     "model_filter": st.sampled_from([None, "mini", "GPT", "acme", "50%", "_", "y", "zzz"]),
+    "model_exact": st.sampled_from([None, None, "gpt-4o-mini", "gpt-4o", "GPT-4o",
+                                    "acme-50%_off", "Acme-Y", "acme-y"]),
     "success_filter": st.sampled_from([None, "true", "false"]),
     "priced_filter": st.sampled_from([None, True, False]),
     "start": bound, "end": bound,
@@ -82,8 +84,9 @@ def test_list_total_equals_count(app, data, asked):
                          created_at=BASE + timedelta(minutes=r["minute"],
                                                      microseconds=r["micro"]))
         for q in asked:
-            args = {key: q[key] for key in ("user_id", "model_filter", "success_filter",
-                                            "priced_filter", "tz", "page_size")}
+            args = {key: q[key] for key in ("user_id", "model_filter", "model_exact",
+                                            "success_filter", "priced_filter", "tz",
+                                            "page_size")}
             args["start_date"], args["end_date"] = _range(q, data)
             try:
                 conditions = usage_filters(**{k: v for k, v in args.items()

@@ -10,6 +10,7 @@ from werkzeug.datastructures import MultiDict
 
 from llm_tracker import record_usage
 from llm_tracker.llm_usage import get_llm_usage_list, get_llm_usage_list_from_query
+from llm_tracker.llm_usage_stats import raw_scan
 
 
 def utc(*args):
@@ -124,6 +125,37 @@ def test_filters(ctx):
     assert models(both) == ["o3-mini", "gpt-4o-mini-2024-07-18"]
 
 
+def test_model_exact_filter(ctx):
+    # The substring finds two models for "gpt-4o"; the exact name finds one.
+    assert models(get_llm_usage_list(model_filter="gpt-4o-mini")) == ["gpt-4o-mini-2024-07-18"]
+    assert models(get_llm_usage_list(model_filter="gpt-4o")) == [
+        "GPT-4o", "gpt-4o-mini-2024-07-18"]
+    exact = get_llm_usage_list(model_exact="GPT-4o")
+    assert (models(exact), exact["total"]) == (["GPT-4o"], 1)
+    # Exact means case and all; LIKE wildcards are literal or, rather, never wildcards.
+    assert get_llm_usage_list(model_exact="gpt-4o") == {
+        "results": [], "total": 0, "page": 1, "page_size": 20}
+    assert get_llm_usage_list(model_exact="gpt-4o-mini")["total"] == 0
+    assert models(get_llm_usage_list(model_exact="acme-50%-off")) == ["acme-50%-off"]
+    assert get_llm_usage_list(model_exact="acme-50_-off")["total"] == 0
+    assert get_llm_usage_list(model_exact="acme-%")["total"] == 0
+    # Combined with the substring and the other filters: every one must hold.
+    assert models(get_llm_usage_list(model_filter="gpt", model_exact="GPT-4o")) == ["GPT-4o"]
+    assert get_llm_usage_list(model_filter="mini", model_exact="GPT-4o")["total"] == 0
+    assert get_llm_usage_list(model_exact="o3-mini", user_id=1, success_filter=True,
+                              start_date="2026-01-13", end_date="2026-01-13")["total"] == 1
+    assert get_llm_usage_list(model_exact="o3-mini", user_id=2)["total"] == 0
+    assert get_llm_usage_list(model_exact="o3-mini", end_date="2026-01-12")["total"] == 0
+    # The count reads rollups for whole buckets: the same with the raw scan.
+    with raw_scan():
+        assert get_llm_usage_list(model_exact="GPT-4o") == exact
+    blank = get_llm_usage_list_from_query({"model_exact": "", "model": ""})
+    assert blank["total"] == 5
+    from_query = get_llm_usage_list_from_query(MultiDict({"model_exact": "o3-mini",
+                                                          "model": "MINI"}))
+    assert (models(from_query), from_query["total"]) == (["o3-mini"], 1)
+
+
 def test_date_filters(ctx):
     # A date-only end covers its day; the start is inclusive.
     assert models(get_llm_usage_list(start_date="2026-01-10", end_date="2026-01-10")) == [
@@ -158,6 +190,9 @@ def test_from_query(ctx):
     ({"end_date": "2026-13-45"}, "invalid end_date '2026-13-45'"),
     ({"user_id": "abc"}, "user_id must be an integer, got 'abc'"),
     ({"model_filter": "a\x00b"}, "model must not contain NUL characters"),
+    ({"model_exact": "a\x00b"}, "model_exact must not contain NUL characters"),
+    ({"model_exact": "m" * 201}, "model_exact filter is longer than 200 characters"),
+    ({"model_exact": 7}, "model_exact must be a string, got 7"),
     ({"start_date": "2026-02-01", "end_date": "2026-01-01"}, "is after end_date"),
     ({"tz": "Nowhere/Land"}, "unknown time zone 'Nowhere/Land'"),
 ])
