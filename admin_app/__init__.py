@@ -48,9 +48,10 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
 
     from llm_tracker import views
 
-    from . import auth, cli, dashboard
+    from . import auth, cli, dashboard, security_headers
 
     cli.init_app(app)
+    security_headers.init_app(app)
     auth.init_app(app)
     app.register_blueprint(views.bp, url_prefix="/api/v1/admin")
     app.register_blueprint(dashboard.bp)
