@@ -13,7 +13,7 @@ from sqlalchemy import and_, bindparam, func, or_, select, update
 from .database import as_utc, db
 from .models import LLMUsage
 from .pricing import PRICE_COLUMNS, get_pricer
-from .rollup import add_delta, apply_deltas, cost_delta, rollup_keys
+from .rollup import add_delta, apply_deltas, cost_delta, lock_writers, rollup_keys
 
 _TABLE = LLMUsage.__table__
 _C = _TABLE.c
@@ -95,6 +95,10 @@ def reprice(since: datetime, until: datetime | None = None, *, dry_run: bool = F
                                     and_(_C.created_at == last[0], _C.id > last[1])))
         query = query.order_by(_C.created_at, _C.id).limit(batch_size)
         with db.engine.begin() as conn:
+            if not dry_run:
+                # Before the read: the costs read are the costs the deltas start from, and
+                # neither a writer nor another reprice or rebuild moves them meanwhile.
+                lock_writers(conn)
             rows = conn.execute(query).mappings().all()
             if not rows:
                 break

@@ -95,22 +95,26 @@ class Level:
 QUARTER = Level("15 minutes", LLMUsageRollup, timedelta(minutes=15))
 DAY = Level("day", LLMUsageRollupDay, timedelta(days=1))
 LEVELS = (DAY, QUARTER)  # coarsest first
-# The order in which PostgreSQL locks the tables for insert_row's one statement (its target
-# table first, then the CTEs'). Rebuild and reprice take their table locks in the same
-# order, or a writer holding one table and waiting for the other would deadlock with them.
-LOCK_ORDER = (DAY, QUARTER)
 
 
-def lock_rollups(conn: Connection) -> None:
-    """PostgreSQL: lock both rollup tables against writers until ``conn`` commits.
+def lock_writers(conn: Connection) -> None:
+    """PostgreSQL: hold every writer back until ``conn`` commits; call it first thing.
 
-    SHARE ROW EXCLUSIVE waits for the writers whose transactions touched them and holds
-    new ones back, which makes read-modify-write on many rollup rows race-free. SQLite
-    serialises writers anyway.
+    Rebuild and reprice rewrite rollup rows from raw rows, so no writer may add a row and
+    its rollup increments in between. They take SHARE ROW EXCLUSIVE on the raw table as
+    their transaction's first lock. A writer's only lock that conflicts is the ROW
+    EXCLUSIVE its insert statement takes on the raw table, and PostgreSQL takes a
+    statement's table locks before it touches any row. So a writer waiting here holds no
+    row lock and no table lock that the rebuild needs (ROW EXCLUSIVE on a rollup table
+    does not conflict with the rebuild's own), and the rebuild waits only for writers that
+    are already past it: no cycle, whatever order a writer's statement locks its tables in
+    (it differs between a freshly parsed statement and a cached plan, which is why locking
+    the rollup tables instead deadlocked). SQLite serialises writers anyway.
     """
     if conn.dialect.name == "postgresql":
-        names = ", ".join(level.table.name for level in LOCK_ORDER)
-        conn.execute(text(f"LOCK TABLE {names} IN SHARE ROW EXCLUSIVE MODE"))
+        conn.execute(text(f"LOCK TABLE {_RAW.name} IN SHARE ROW EXCLUSIVE MODE"))
+
+
 BUCKET = QUARTER.step
 
 
@@ -297,9 +301,7 @@ def cost_delta(old: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, Any]
 
 def apply_deltas(conn: Connection, deltas: Mapping[tuple[Any, ...], Mapping[str, Any]]) -> None:
     """Add per-key deltas (keys from ``rollup_keys``, values from ``cost_delta``) to the
-    rollup rows, in ``conn``'s transaction."""
-    if deltas:
-        lock_rollups(conn)
+    rollup rows, in ``conn``'s transaction (which holds ``lock_writers``)."""
     for level in LEVELS:
         params = []
         for key in sorted((k for k in deltas if k[0] == level.name), key=repr):
@@ -349,8 +351,9 @@ def rebuild(since: datetime | None = None, *, step: timedelta = timedelta(days=1
     One short transaction per ``step`` (whole days) of time: it deletes that window's
     rollup rows and inserts them again from a GROUP BY over the window's raw rows. Writers
     may keep recording meanwhile: a row committed before a window's transaction is counted
-    by its GROUP BY, a later one adds itself to the rebuilt rollup rows (on PostgreSQL a
-    table lock makes writers wait for the window's transaction; SQLite serialises writers).
+    by its GROUP BY, a later one adds itself to the rebuilt rollup rows (on PostgreSQL
+    ``lock_writers`` makes writers wait for the window's transaction; SQLite serialises
+    writers).
     ``windows`` (from ``rebuild_windows``) saves computing them again. Returns the number
     of 15-minute rollup rows written.
     """
@@ -375,7 +378,7 @@ def rebuild_window(lo: datetime | None, hi: datetime | None) -> int:
         dialect = conn.dialect.name
         # Writers wait for this window's transaction, and it for theirs: otherwise a writer
         # committing between the DELETE's snapshot and the GROUP BY's would count twice.
-        lock_rollups(conn)
+        lock_writers(conn)
         written = 0
         for level in LEVELS:
             table = level.table

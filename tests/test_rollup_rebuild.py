@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -9,9 +10,10 @@ from decimal import Decimal
 from rollup_check import assert_rollups_match, stored_rollups
 from sqlalchemy import delete, func, select, update
 
-from llm_tracker import db, record_usage
+from llm_tracker import db, get_spool, record_usage
 from llm_tracker.llm_usage_stats import get_stats_by_model, get_summary_stats, raw_scan
 from llm_tracker.models import LLMUsageRollup
+from llm_tracker.reprice import reprice
 from llm_tracker.rollup import LEVELS, QUARTER, rebuild
 
 ACME_RULE = {"pattern": "acme-llm-.*", "provider": None, "start_date": "2026-01-01",
@@ -87,32 +89,50 @@ def test_rebuild_of_an_empty_table_clears_the_rollups(app):
         assert all(stored_rollups(level) == {} for level in LEVELS)
 
 
+# Rounds of the rebuild-under-writers stress test: each runs many rebuild windows against
+# several writers. Before the fix one round in two deadlocked on PostgreSQL.
+STRESS_ROUNDS = int(os.environ.get("LLM_TRACKER_STRESS_ROUNDS", "6"))
+WRITERS = 4
+
+
 def test_rebuild_while_writers_record(app):
+    """Rebuilds and reprices beside writers: no deadlock, no aborted statement, no row
+    spooled, and the rollups equal the raw rows after every round."""
     with app.app_context():
         seed()
-    done = threading.Event()
+    errors: list[BaseException] = []
 
-    def write() -> None:
+    def write(worker: int, done: threading.Event) -> None:
         with app.app_context():
             i = 0
-            while not done.is_set() or i < 50:
-                record_usage("gpt-4o-mini", i, 1, user_id=i % 2 or None,
-                             created_at=utc(2026, 2, 1, 22) + timedelta(minutes=13 * i))
+            while not done.is_set() or i < 20:
+                # Keys shared by every writer, so they update the same rollup rows that the
+                # rebuild deletes and writes again.
+                record_usage(("gpt-4o-mini", "acme-llm-7")[i % 2], i, worker,
+                             user_id=i % 2 or None, node_name=("a", "b")[i % 3 == 0],
+                             created_at=utc(2026, 2, 1, 22) + timedelta(minutes=53 * i))
                 i += 1
 
-    writers = [threading.Thread(target=write) for _ in range(3)]
-    for t in writers:
-        t.start()
-    try:
+    for _ in range(STRESS_ROUNDS):
+        done = threading.Event()
+        writers = [threading.Thread(target=write, args=(w, done)) for w in range(WRITERS)]
+        for t in writers:
+            t.start()
+        try:
+            with app.app_context():
+                for days in (1, 2, 1, 3, 1, 1):
+                    rebuild(step=timedelta(days=days))
+                reprice(utc(2026, 2, 1), batch_size=25)
+        except BaseException as exc:  # noqa: BLE001 - reported after the writers stop
+            errors.append(exc)
+        finally:
+            done.set()
+            for t in writers:
+                t.join()
+        assert not errors, errors
         with app.app_context():
-            for days in (1, 2, 1, 3, 1):
-                rebuild(step=timedelta(days=days))
-    finally:
-        done.set()
-    for t in writers:
-        t.join()
-    with app.app_context():
-        assert_rollups_match()
+            assert get_spool().rows() == []  # no writer's statement was aborted
+            assert_rollups_match()
 
 
 def test_reprice_applies_its_cost_changes_to_the_rollups(make_app):
