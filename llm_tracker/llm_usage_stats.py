@@ -56,7 +56,8 @@ GRANULARITIES = {"day": "hour", "month": "day", "year": "month"}
 # A series is one SQL statement with three parameters per bucket; this keeps it under
 # SQLite's 32766-parameter limit (10,000 hourly buckets are more than a year).
 MAX_BUCKETS = 10_000
-_USER_ID_MIN, _USER_ID_MAX = -(2**31), 2**31 - 1
+# 64-bit ids, as stored; -(2**63) is the rollups' "no user" key (models.NO_USER).
+_USER_ID_MIN, _USER_ID_MAX = -(2**63) + 1, 2**63 - 1
 _UTC = ZoneInfo("UTC")
 _ONE_MICROSECOND = timedelta(microseconds=1)
 _DATE_HINT = "use an ISO 8601 date or datetime such as 2026-11-27 or 2026-11-27T08:00:00+08:00"

@@ -3,25 +3,29 @@
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import json
 import logging
+import math
 import os
+import re
 import uuid
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
-from typing import IO, Any
+from typing import Any
 
 from flask import Flask, current_app
-from sqlalchemy import Connection, insert
+from sqlalchemy import Connection, String, insert
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.dialects import sqlite
 from sqlalchemy.orm import configure_mappers
 
 from . import rollup
 from .database import as_utc, db, utcnow
-from .models import LLMUsage
+from .models import NO_USER, LLMUsage
 from .pricing import PRICE_COLUMNS, get_pricer
 
 logger = logging.getLogger("llm_tracker")
@@ -76,9 +80,33 @@ def record_usage(
             if not insert_row(conn, values):
                 logger.warning("llm_tracker: run %s was already recorded", values["run_id"])
     except Exception as exc:  # any failure to write must not lose the row
-        logger.warning("llm_tracker: database write failed (%s); row spooled", exc)
-        get_spool(app).append(values)
+        keep_row(app, values, exc)
     return _as_model(values)
+
+
+def keep_row(app: Flask, values: Mapping[str, Any], exc: BaseException) -> None:
+    """Keep a row the database did not take: spooled after an outage, dead-lettered when
+    the database refused its data (replaying it could only fail again). Logs which."""
+    spool = get_spool(app)
+    if is_outage(exc):
+        where, reason = spool, None
+    else:
+        where, reason = spool.dead, f"database refused the row: {describe_error(exc)}"
+    try:
+        where.append(values, reason=reason)
+    except OSError as io_exc:
+        # The last place left is the log: the row in full, so an operator can recover it.
+        logger.error("llm_tracker: database write failed (%s) and %s %s is not writable "
+                     "(%s); the row is only in this log line: %s", describe_error(exc),
+                     "the spool" if reason is None else "the dead-letter file", where.path,
+                     io_exc, encode_row(values))
+        return
+    if reason is None:
+        logger.warning("llm_tracker: database write failed (%s); row spooled to %s",
+                       describe_error(exc), spool.path)
+    else:
+        logger.error("llm_tracker: %s; row dead-lettered to %s (flask spool dead)", reason,
+                     spool.dead.path)
 
 
 def _row_values(*, model: str, total_tokens: int | None, metadata: Mapping[str, Any] | None,
@@ -88,7 +116,7 @@ def _row_values(*, model: str, total_tokens: int | None, metadata: Mapping[str, 
         values[name] = _count(name, values.get(name))
     values["total_tokens"] = (values["prompt_tokens"] + values["completion_tokens"]
                               if total_tokens is None else _count("total_tokens", total_tokens))
-    meta = _jsonable(dict(metadata or {}))
+    meta = dict(metadata or {})
     node_name = values.get("node_name") or meta.get("node_name") or "unknown"
     meta["node_name"] = values["node_name"] = str(node_name)
     values["metadata"] = meta
@@ -97,7 +125,7 @@ def _row_values(*, model: str, total_tokens: int | None, metadata: Mapping[str, 
     values["created_at"] = utcnow() if created_at is None else as_utc(created_at)
     values["id"] = _uuid(values.get("id"))
     values["run_id"] = str(values.get("run_id") or values["id"])
-    return values
+    return normalise_row(values)
 
 
 def _count(name: str, value: Any) -> int:
@@ -105,23 +133,115 @@ def _count(name: str, value: Any) -> int:
         return 0
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
         raise ValueError(f"{name} must be a non-negative integer, got {value!r}")
+    if value > INT64_MAX:
+        raise ValueError(f"{name} {value} does not fit a 64-bit count")
     return value
+
+
+# --- values every column can hold -----------------------------------------------------
+
+CUT_MARK = "…[cut]"
+# error is TEXT (no length limit): this keeps a pathological message from bloating rows.
+MAX_ERROR_CHARS = 10_000
+INT64_MAX = 2**63 - 1
+_INT32_MAX = 2**31 - 1
+_MAX_META_DEPTH = 32
+_SURROGATE = re.compile("[\ud800-\udfff]")
+# Bounded text columns and their lengths (model, node_name, provider...); run_id apart.
+_TEXT_LIMITS = {col.key: col.type.length for col in _TABLE.c
+                if isinstance(col.type, String) and col.type.length and col.key != "run_id"}
+
+
+def clean_text(value: str, limit: int | None = None) -> str:
+    """``value`` as every backend stores it: NUL and lone surrogates (which PostgreSQL and
+    UTF-8 refuse) replaced by U+FFFD, and text over ``limit`` characters cut, ending in
+    ``CUT_MARK`` so a reader sees it was cut."""
+    if "\x00" in value:
+        value = value.replace("\x00", "\ufffd")
+    if _SURROGATE.search(value):
+        value = _SURROGATE.sub("\ufffd", value)
+    if limit is not None and len(value) > limit:
+        value = value[:limit - len(CUT_MARK)] + CUT_MARK
+    return value
+
+
+def _clean_json(value: Any, depth: int = 0) -> Any:
+    # JSON both backends take: string keys, no NUL or lone surrogate, no NaN/Infinity
+    # (PostgreSQL's JSONB refuses them); anything else JSON can't hold is kept as text.
+    if isinstance(value, str):
+        return clean_text(value)
+    if value is None or isinstance(value, bool | int):
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else str(value)
+    if depth >= _MAX_META_DEPTH:
+        return clean_text(json.dumps(value, default=str)[:MAX_ERROR_CHARS])
+    if isinstance(value, Mapping):
+        return {clean_text(str(k)): _clean_json(v, depth + 1) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_clean_json(v, depth + 1) for v in value]
+    return clean_text(str(value))
+
+
+def _json_needs_cleaning(meta: Mapping[str, Any]) -> bool:
+    try:
+        text = json.dumps(meta, ensure_ascii=False, allow_nan=False)
+    except (TypeError, ValueError, RecursionError):
+        return True
+    return "\\u0000" in text or _SURROGATE.search(text) is not None
+
+
+def _user_id(value: Any) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, str) and re.fullmatch(r"\s*-?[0-9]+\s*", value):
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"user_id must be an integer, got {value!r}")
+    # NO_USER stands for "no user" in the rollups' NOT NULL key.
+    if not NO_USER < value <= INT64_MAX:
+        raise ValueError(f"user_id {value} does not fit a 64-bit id")
+    return value
+
+
+def normalise_row(values: dict[str, Any]) -> dict[str, Any]:
+    """Make a row's values storable on every backend (in place; returns ``values``).
+
+    Bounded text is cut with ``CUT_MARK``, NUL and lone surrogates replaced, metadata made
+    plain JSON, ``latency_ms`` capped to its column; a user id or count that no 64-bit
+    column holds raises ``ValueError`` (there is no value to store in its place).
+    """
+    for name, limit in _TEXT_LIMITS.items():
+        text = values.get(name)
+        if text is not None:
+            values[name] = clean_text(text if isinstance(text, str) else str(text), limit)
+    run_id = clean_text(str(values["run_id"]))
+    if len(run_id) > 64:
+        # Cut ids could collide; a digest keeps one row per run, idempotent on replay.
+        run_id = "sha256:" + hashlib.sha256(run_id.encode()).hexdigest()[:57]
+    values["run_id"] = run_id
+    if values.get("error") is not None:
+        values["error"] = clean_text(str(values["error"]), MAX_ERROR_CHARS)
+    meta = values.get("metadata") or {}
+    if _json_needs_cleaning(meta):
+        meta = _clean_json(dict(meta))
+    if values.get("node_name") is not None:
+        meta["node_name"] = values["node_name"]  # metadata always repeats the column
+    values["metadata"] = meta
+    values["user_id"] = _user_id(values.get("user_id"))
+    for name in (*_TOKEN_FIELDS, "total_tokens"):
+        if name in values:
+            values[name] = _count(name, values[name])
+    latency = values.get("latency_ms")
+    if latency is not None:
+        values["latency_ms"] = min(_count("latency_ms", latency), _INT32_MAX)
+    return values
 
 
 def _uuid(value: Any) -> uuid.UUID:
     if value is None:
         return uuid.uuid4()
     return value if isinstance(value, uuid.UUID) else uuid.UUID(str(value))
-
-
-def _jsonable(meta: dict[str, Any]) -> dict[str, Any]:
-    # State metadata comes from user code; anything JSON can't hold is kept as text
-    # rather than failing the write.
-    try:
-        json.dumps(meta)
-        return meta
-    except (TypeError, ValueError):
-        return json.loads(json.dumps(meta, default=str))
 
 
 def _as_model(values: Mapping[str, Any]) -> LLMUsage:
@@ -176,107 +296,263 @@ def insert_row(conn: Connection, values: Mapping[str, Any]) -> bool:
     return True
 
 
-# --- the spool -----------------------------------------------------------------------
+# --- the spool and the dead letters ---------------------------------------------------
 
 
-def _encode(values: Mapping[str, Any]) -> str:
+def encode_row(values: Mapping[str, Any]) -> str:
+    """One row as a JSON line (money as decimal strings: JSON numbers are floats)."""
     row = dict(values)
     row["id"] = str(row["id"])
     row["created_at"] = row["created_at"].isoformat()
     for name in _MONEY_COLUMNS:
         if row.get(name) is not None:
-            row[name] = str(row[name])  # a decimal string: JSON numbers are floats
-    return json.dumps(row, separators=(",", ":"))
+            row[name] = str(row[name])
+    return json.dumps(row, separators=(",", ":"), default=str)
 
 
-def _decode(line: str) -> dict[str, Any]:
+def decode_row(line: str) -> dict[str, Any]:
+    """The row of a spool line, normalised; ``ValueError`` for a torn or invalid line."""
     row = json.loads(line)
+    if not isinstance(row, dict):
+        raise ValueError("not a JSON object")
     row["id"] = uuid.UUID(row["id"])
-    row["created_at"] = datetime.fromisoformat(row["created_at"])
+    row["created_at"] = as_utc(datetime.fromisoformat(row["created_at"]))
     for name in _MONEY_COLUMNS:
         if row.get(name) is not None:
             row[name] = Decimal(row[name])
     if "price_source" not in row:
         # Spooled by a version that did not price rows: price it now, at its created_at.
         row.update(get_pricer().price(row))
-    return row
+    # Spooled by a version that did not normalise: make it storable now.
+    return normalise_row(row)
 
 
-@dataclass
-class ReplayResult:
-    written: int = 0
-    duplicates: int = 0
-    remaining: int = 0
-    error: str | None = None
+def describe_error(exc: BaseException) -> str:
+    """A database error in one line, without the statement SQLAlchemy appends."""
+    if isinstance(exc, sa_exc.StatementError) and exc.orig is not None:
+        exc = exc.orig
+    text = " ".join(str(exc).split())
+    return f"{type(exc).__name__}: {text[:500]}"
 
 
-class Spool:
-    """An append-only JSONL file of rows the database refused, fsynced line by line.
+def is_outage(exc: BaseException) -> bool:
+    """True when the database could not be reached or used (try again later); False when
+    it refused the row's data (trying again would fail the same way)."""
+    if isinstance(exc, sa_exc.DBAPIError):
+        if exc.connection_invalidated:
+            return True
+        return not isinstance(exc, sa_exc.DataError | sa_exc.IntegrityError)
+    if isinstance(exc, sa_exc.StatementError):
+        return False  # the driver could not send a value
+    return not isinstance(exc, ValueError | TypeError | OverflowError)
 
-    ``flock`` serialises appends and replays across threads and worker processes.
+
+class _LockedFile:
+    """An append-only JSONL file; every access holds ``flock`` on ``path + ".lock"``.
+
+    The lock lives in its own file so that rewriting the data file (``os.replace``) can
+    never leave a waiting writer appending to the unlinked old one.
     """
 
     def __init__(self, path: str) -> None:
         self.path = path
 
     @contextmanager
-    def _locked(self, mode: str) -> Iterator[IO[str]]:
+    def _locked(self) -> Iterator[None]:
         os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
-        with open(self.path, mode, encoding="utf-8") as f:
-            fcntl.flock(f, fcntl.LOCK_EX)
+        with open(self.path + ".lock", "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
             try:
-                yield f
+                yield
             finally:
-                fcntl.flock(f, fcntl.LOCK_UN)
+                fcntl.flock(lock, fcntl.LOCK_UN)
 
-    def append(self, values: Mapping[str, Any]) -> None:
-        """Add one row durably."""
-        line = _encode(values) + "\n"
-        try:
-            with self._locked("a") as f:
-                f.write(line)
-                f.flush()
-                os.fsync(f.fileno())
-        except OSError:
-            # Last resort: the row is in the log, so an operator can still recover it.
-            logger.exception("llm_tracker: could not spool row, row follows: %s", line)
-
-    def rows(self) -> list[dict[str, Any]]:
-        """The rows waiting, oldest first."""
-        if not os.path.exists(self.path):
-            return []
-        with self._locked("r") as f:
-            return [_decode(line) for line in f if line.strip()]
-
-    def replay(self) -> ReplayResult:
-        """Write every spooled row (skipping run ids already stored) and empty the spool."""
-        result = ReplayResult()
-        if not os.path.exists(self.path):
-            return result
-        with self._locked("r+") as f:
-            lines = [line for line in f if line.strip()]
-            pending = list(lines)
-            try:
-                with db.engine.begin() as conn:
-                    for line in lines:
-                        if insert_row(conn, _decode(line)):
-                            result.written += 1
-                        else:
-                            result.duplicates += 1
-                pending = []
-            except Exception as exc:  # database still down: keep everything for next time
-                result.written = result.duplicates = 0
-                result.error = str(exc)
-            f.seek(0)
-            f.truncate()
-            f.writelines(pending)
+    def _append_lines(self, lines: list[str]) -> None:
+        with self._locked(), open(self.path, "a", encoding="utf-8") as f:
+            f.writelines(lines)
             f.flush()
             os.fsync(f.fileno())
-            result.remaining = len(pending)
+
+    def _read_lines(self) -> list[str]:
+        # Caller holds the lock. Undecodable bytes become U+FFFD: reported, never a crash.
+        if not os.path.exists(self.path):
+            return []
+        with open(self.path, encoding="utf-8", errors="replace") as f:
+            return [line if line.endswith("\n") else line + "\n" for line in f if line.strip()]
+
+    def _rewrite(self, lines: list[str]) -> None:
+        # Caller holds the lock. A new file swapped in: a crash keeps the old or the new.
+        tmp = self.path + ".tmp"
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.writelines(lines)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, self.path)
+
+
+@dataclass
+class DeadLetter:
+    """A row the database refused (or a line no row could be read from), and why."""
+
+    reason: str
+    dead_at: str
+    row: dict[str, Any] | None  # the row's JSON values; None for an unreadable line
+    line: str | None = None  # the raw line, when it could not be read as a row
+
+
+class DeadLetters(_LockedFile):
+    """Rows replay must not retry: kept with their reason, listed by ``flask spool dead``."""
+
+    def append(self, values: Mapping[str, Any] | None = None, *, reason: str | None,
+               line: str | None = None) -> None:
+        """Keep one refused row (or an unreadable ``line``) with ``reason``, durably."""
+        row = json.loads(encode_row(values)) if values is not None else None
+        if line is not None:
+            try:
+                parsed = json.loads(line)
+                row = parsed if isinstance(parsed, dict) else None
+            except ValueError:
+                pass
+        entry = {"reason": reason or "refused", "dead_at": utcnow().isoformat(), "row": row}
+        if line is not None and row is None:
+            entry["line"] = line.rstrip("\n")
+        self._append_lines([json.dumps(entry, separators=(",", ":")) + "\n"])
+
+    def entries(self) -> list[DeadLetter]:
+        """Every dead letter, oldest first (a torn entry is shown as such)."""
+        with self._locked():
+            lines = self._read_lines()
+        found = []
+        for line in lines:
+            try:
+                entry = json.loads(line)
+                found.append(DeadLetter(str(entry["reason"]), str(entry["dead_at"]),
+                                        entry.get("row"), entry.get("line")))
+            except (ValueError, KeyError, TypeError):
+                found.append(DeadLetter("unreadable dead-letter line", "", None,
+                                        line.rstrip("\n")))
+        return found
+
+
+@dataclass
+class ReplayResult:
+    """What ``Spool.replay`` did."""
+
+    written: int = 0
+    duplicates: int = 0
+    dead: int = 0
+    remaining: int = 0
+    error: str | None = None  # the outage that stopped it, if one did
+
+
+@dataclass
+class SpoolStatus:
+    """The rows waiting in a spool, and the lines that could not be read as rows."""
+
+    rows: list[dict[str, Any]]
+    unreadable: int
+
+
+class _Outage(Exception):
+    pass
+
+
+def _is_json_object(line: str) -> bool:
+    try:
+        return isinstance(json.loads(line), dict)
+    except ValueError:
+        return False
+
+
+class Spool(_LockedFile):
+    """Rows the database could not take, fsynced line by line, written by ``replay``.
+
+    ``flock`` serialises appends and replays across threads and worker processes. Rows the
+    database refuses for their data go to ``dead`` instead, so they never block the rest.
+    """
+
+    REPLAY_BATCH = 500
+
+    def __init__(self, path: str, dead_path: str | None = None) -> None:
+        super().__init__(path)
+        self.dead = DeadLetters(dead_path or os.path.splitext(path)[0] + "_dead.jsonl")
+
+    def append(self, values: Mapping[str, Any], *, reason: str | None = None) -> None:
+        """Add one row durably; ``OSError`` when the file cannot be written."""
+        self._append_lines([encode_row(values) + "\n"])
+
+    def status(self) -> SpoolStatus:
+        """The rows waiting, oldest first, and how many lines are unreadable."""
+        with self._locked():
+            lines = self._read_lines()
+        rows, unreadable = [], 0
+        for line in lines:
+            try:
+                rows.append(decode_row(line))
+            except Exception:  # torn or invalid: replay dead-letters it
+                unreadable += 1
+        return SpoolStatus(rows, unreadable)
+
+    def rows(self) -> list[dict[str, Any]]:
+        """The rows waiting, oldest first (unreadable lines left out)."""
+        return self.status().rows
+
+    def replay(self) -> ReplayResult:
+        """Write the spooled rows (run ids already stored are skipped), dead-letter those
+        the database refuses and unreadable lines, keep the rest if the database is down."""
+        result = ReplayResult()
+        with self._locked():
+            batch: list[tuple[str, dict[str, Any]]] = []
+            kept: list[str] = []
+            lines = self._read_lines()
+            for n, line in enumerate(lines):
+                try:
+                    batch.append((line, decode_row(line)))
+                except Exception as exc:
+                    kind = "invalid row" if _is_json_object(line) else "unreadable spool line"
+                    self.dead.append(reason=f"{kind}: {describe_error(exc)}", line=line)
+                    result.dead += 1
+                if len(batch) == self.REPLAY_BATCH or (batch and n == len(lines) - 1):
+                    try:
+                        self._write(batch, result)
+                    except _Outage as outage:
+                        result.error = str(outage)
+                        kept = [line for line, _ in batch] + lines[n + 1:]
+                        break
+                    batch = []
+            self._rewrite(kept)
+            result.remaining = len(kept)
         return result
+
+    def _write(self, batch: list[tuple[str, dict[str, Any]]], result: ReplayResult) -> None:
+        # One transaction per batch; a data error splits it in halves until the refused
+        # row stands alone, so every other row is written.
+        try:
+            written = duplicates = 0
+            with db.engine.begin() as conn:
+                for _line, values in batch:
+                    if insert_row(conn, values):
+                        written += 1
+                    else:
+                        duplicates += 1
+        except Exception as exc:
+            if is_outage(exc):
+                raise _Outage(describe_error(exc)) from exc
+            if len(batch) == 1:
+                self.dead.append(batch[0][1],
+                                 reason=f"database refused the row: {describe_error(exc)}")
+                result.dead += 1
+                return
+            half = len(batch) // 2
+            self._write(batch[:half], result)
+            self._write(batch[half:], result)
+            return
+        result.written += written
+        result.duplicates += duplicates
 
 
 def get_spool(app: Flask | None = None) -> Spool:
     """The spool configured for ``app`` (default: the current app)."""
     app = app or current_app
-    return Spool(app.config["LLM_TRACKER_SPOOL_PATH"])
+    return Spool(app.config["LLM_TRACKER_SPOOL_PATH"],
+                 app.config.get("LLM_TRACKER_DEAD_LETTER_PATH"))

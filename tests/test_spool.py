@@ -23,13 +23,13 @@ def _model(calls: int) -> GenericFakeChatModel:
 
 
 @contextmanager
-def _outage(make_app, database_url):
+def outage(make_app, database_url, **config):
     """An app whose database can be cut (``cut()``) and restored (``restore()``)."""
     url = make_url(database_url)
     if url.get_backend_name() == "sqlite":
         # SQLite "goes away" the way it does in production: another process holds the
         # write lock longer than our busy timeout.
-        app = make_app(LLM_TRACKER_SQLITE_BUSY_TIMEOUT_MS=50)
+        app = make_app(LLM_TRACKER_SQLITE_BUSY_TIMEOUT_MS=50, **config)
         blocker = sqlite3.connect(url.database, isolation_level=None)
 
         def cut():
@@ -47,7 +47,7 @@ def _outage(make_app, database_url):
         proxy.start()
         proxied = url.set(host="127.0.0.1", port=proxy.port)
         try:
-            yield (make_app(SQLALCHEMY_DATABASE_URI=proxied.render_as_string(False)),
+            yield (make_app(SQLALCHEMY_DATABASE_URI=proxied.render_as_string(False), **config),
                    proxy.stop, proxy.start)
         finally:
             proxy.stop()
@@ -61,7 +61,7 @@ def _count(app) -> tuple[int, int, int]:
 
 
 def test_outage_loses_nothing_and_replay_duplicates_nothing(make_app, database_url):
-    with _outage(make_app, database_url) as (app, cut, restore):
+    with outage(make_app, database_url) as (app, cut, restore):
         model = _model(10)
         handler = UsageHandler({"user_id": 1}, node_name="n", app=app)
         replies = []
@@ -90,7 +90,7 @@ def test_outage_loses_nothing_and_replay_duplicates_nothing(make_app, database_u
 
 
 def test_replay_while_still_down_keeps_the_rows(make_app, database_url):
-    with _outage(make_app, database_url) as (app, cut, restore):
+    with outage(make_app, database_url) as (app, cut, restore):
         handler = UsageHandler(app=app)
         model = _model(2)
         cut()
