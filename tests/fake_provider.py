@@ -1,5 +1,6 @@
-"""A fake LLM provider on 127.0.0.1 that speaks the OpenAI, Azure OpenAI and Gemini wire
-protocols, so tests can drive the real SDKs (``openai``, ``google-genai``) over HTTP.
+"""A fake LLM provider on 127.0.0.1 that speaks the OpenAI, Azure OpenAI, Gemini and
+Anthropic wire protocols, so tests can drive the real SDKs (``openai``, ``google-genai``,
+``anthropic``) over HTTP.
 
 Point the clients at it::
 
@@ -8,13 +9,20 @@ Point the clients at it::
                     api_version="2024-12-01-preview", api_key="k", max_retries=0)
     ChatGoogleGenerativeAI(model="gemini-2.5-flash", base_url=server.base_url,
                            google_api_key="k", max_retries=1)   # 1 = no retry (SDK quirk)
+    ChatAnthropic(model="claude-sonnet-4-5", base_url=server.base_url, api_key="k",
+                  max_retries=0)
+    OpenAI(model="gpt-3.5-turbo-instruct", base_url=server.base_url + "/v1",
+           api_key="sk-test", max_retries=0)              # legacy completions
 
 Routes (``{v}`` is ``v1`` — google-genai's default — or ``v1beta``):
 
 * ``POST /v1/chat/completions`` — OpenAI chat completions;
+* ``POST /v1/completions`` — OpenAI's legacy completions (plain LLMs: ``prompt`` is a
+  string or a list of prompts, answered in one response);
 * ``POST /openai/deployments/{deployment}/chat/completions?api-version=...`` — Azure;
 * ``POST /{v}/models/{model}:generateContent`` and
-  ``POST /{v}/models/{model}:streamGenerateContent?alt=sse`` — Gemini.
+  ``POST /{v}/models/{model}:streamGenerateContent?alt=sse`` — Gemini;
+* ``POST /v1/messages`` (``?beta=true`` too) — Anthropic Messages.
 
 Every request is recorded in ``server.requests``. ``server.enqueue(...)`` scripts the
 next responses (FIFO, whatever the protocol); with an empty queue the server builds a
@@ -30,11 +38,26 @@ default reply from the request:
   ``GEMINI_USAGE``, one candidate per ``generationConfig.candidateCount``. Streaming:
   one chunk per piece, each with the *cumulative* ``usageMetadata`` so far (the real API
   reports the running totals; the last chunk holds the final numbers, ``GEMINI_USAGE``).
+* Legacy completions: ``DEFAULT_TEXT`` for each of ``n`` choices of each prompt (choice
+  ``index`` runs over prompts x n, as the real API numbers them), one ``usage`` for the
+  whole request: ``COMPLETION_USAGE_PER_PROMPT`` times the number of prompts (completion
+  tokens times ``n`` too). Streaming (one prompt): a chunk per piece, the last with
+  ``finish_reason``, then — only with ``stream_options.include_usage`` — a usage chunk
+  with ``choices: []``.
+* Anthropic: a ``message`` with ``DEFAULT_TEXT`` from the requested model (or
+  ``server.served_models[requested]``), usage ``ANTHROPIC_USAGE``. With ``"stream":
+  true``: the real event sequence (``message_start`` with the input usage,
+  ``content_block_start``, ``ping``, a ``content_block_delta`` per piece,
+  ``content_block_stop``, ``message_delta`` with the final cumulative usage, which like
+  the real API's carries no ``cache_creation`` TTL breakdown, ``message_stop``).
+  ``anthropic_message`` / ``anthropic_stream_events`` build replies with other usage.
 
 Non-2xx statuses are sent in the provider's real error shape (OpenAI
 ``{"error": {"message", "type", "param", "code"}}``, Azure ``{"error": {"code",
-"message"}}``, Gemini ``{"error": {"code", "message", "status"}}``) so the SDKs raise
-their real exceptions (``openai.RateLimitError``, ``google.genai.errors.ClientError``...).
+"message"}}``, Gemini ``{"error": {"code", "message", "status"}}``, Anthropic ``{"type":
+"error", "error": {"type", "message"}}``) so the SDKs raise their real exceptions
+(``openai.RateLimitError``, ``google.genai.errors.ClientError``,
+``anthropic.RateLimitError``...).
 """
 
 from __future__ import annotations
@@ -69,6 +92,17 @@ OPENAI_USAGE: dict[str, Any] = {
                                   "accepted_prediction_tokens": 0,
                                   "rejected_prediction_tokens": 0},
 }
+# Usage per prompt of a legacy completions reply (the request's usage sums the prompts).
+COMPLETION_USAGE_PER_PROMPT: dict[str, int] = {"prompt_tokens": 4, "completion_tokens": 5}
+# Default usage of an Anthropic reply; input_tokens excludes cache reads and writes.
+ANTHROPIC_USAGE: dict[str, Any] = {
+    "input_tokens": 10,
+    "cache_creation_input_tokens": 0,
+    "cache_read_input_tokens": 0,
+    "cache_creation": {"ephemeral_5m_input_tokens": 0, "ephemeral_1h_input_tokens": 0},
+    "output_tokens": 6,
+    "service_tier": "standard",
+}
 # Default usage of a Gemini reply (final numbers of a stream).
 GEMINI_USAGE: dict[str, Any] = {
     "promptTokenCount": 9,
@@ -79,6 +113,8 @@ GEMINI_USAGE: dict[str, Any] = {
 
 _AZURE_PATH = re.compile(r"^/openai/deployments/(?P<deployment>[^/]+)/chat/completions$")
 _OPENAI_PATH = re.compile(r"^(?:/v1)?/chat/completions$")
+_COMPLETIONS_PATH = re.compile(r"^(?:/v1)?/completions$")
+_ANTHROPIC_PATH = re.compile(r"^/v1/messages$")
 _GEMINI_PATH = re.compile(
     r"^/(?P<version>v1beta|v1|v1alpha)/models/(?P<model>[^:/]+):(?P<method>\w+)$")
 
@@ -94,6 +130,16 @@ _OPENAI_ERROR_MESSAGES = {
     404: "The model `x` does not exist or you do not have access to it.",
     429: "Rate limit reached for requests. Please try again in 20ms.",
     500: "The server had an error while processing your request. Sorry about that!",
+}
+_ANTHROPIC_ERROR_TYPES = {
+    400: "invalid_request_error", 401: "authentication_error", 403: "permission_error",
+    404: "not_found_error", 413: "request_too_large", 429: "rate_limit_error",
+    500: "api_error", 529: "overloaded_error",
+}
+_ANTHROPIC_MESSAGES = {
+    429: "This request would exceed the rate limit for your organization of 50 requests "
+         "per minute.",
+    529: "Overloaded",
 }
 _GEMINI_STATUS = {
     400: "INVALID_ARGUMENT", 401: "UNAUTHENTICATED", 403: "PERMISSION_DENIED",
@@ -133,7 +179,7 @@ class RecordedRequest:
     headers: Headers
     body: bytes
     json: Any
-    protocol: str  # "openai" | "azure" | "gemini" | "unknown"
+    protocol: str  # "openai" | "completions" | "azure" | "gemini" | "anthropic" | "unknown"
     model: str | None = None  # the model of the body (OpenAI) or the URL (Gemini)
     deployment: str | None = None  # Azure
 
@@ -337,6 +383,79 @@ def gemini_stream_events(model: str, pieces: Iterable[str] = DEFAULT_STREAM_PIEC
     return events
 
 
+def completion_response(model: str, prompts: list[str], *, n: int = 1,
+                        text: str = DEFAULT_TEXT,
+                        usage: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """A legacy ``text_completion`` body: ``n`` choices per prompt, one usage for all."""
+    if usage is None:
+        per = COMPLETION_USAGE_PER_PROMPT
+        prompt = per["prompt_tokens"] * len(prompts)
+        completion = per["completion_tokens"] * len(prompts) * n
+        usage = {"prompt_tokens": prompt, "completion_tokens": completion,
+                 "total_tokens": prompt + completion}
+    return {
+        "id": "cmpl-fake", "object": "text_completion", "created": 1_750_000_000,
+        "model": model, "system_fingerprint": "fp_fake",
+        "choices": [{"text": text, "index": i, "logprobs": None, "finish_reason": "stop"}
+                    for i in range(len(prompts) * n)],
+        "usage": dict(usage),
+    }
+
+
+def completion_stream_events(model: str, pieces: Iterable[str] = DEFAULT_STREAM_PIECES, *,
+                             include_usage: bool = False) -> list[dict[str, Any]]:
+    """The chunks of a streamed legacy completion of one prompt (optional usage chunk)."""
+    pieces = list(pieces)
+    base = {"id": "cmpl-fake", "object": "text_completion", "created": 1_750_000_000,
+            "model": model, "system_fingerprint": "fp_fake"}
+    events: list[dict[str, Any]] = [
+        {**base, "choices": [{"text": piece, "index": 0, "logprobs": None,
+                              "finish_reason": "stop" if k == len(pieces) else None}]}
+        for k, piece in enumerate(pieces, start=1)]
+    if include_usage:
+        usage = completion_response(model, [""])["usage"]
+        events.append({**base, "choices": [], "usage": usage})
+    return events
+
+
+def anthropic_message(model: str, text: str = DEFAULT_TEXT, *,
+                      usage: Mapping[str, Any] | None = None,
+                      message_id: str = "msg_fake") -> dict[str, Any]:
+    """An Anthropic ``message`` body (``usage`` as the API sends it)."""
+    return {"id": message_id, "type": "message", "role": "assistant", "model": model,
+            "content": [{"type": "text", "text": text}], "stop_reason": "end_turn",
+            "stop_sequence": None, "usage": dict(usage or ANTHROPIC_USAGE)}
+
+
+def anthropic_stream_events(model: str, pieces: Iterable[str] = DEFAULT_STREAM_PIECES, *,
+                            usage: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
+    """The events of a streamed message: input usage first, final output usage last."""
+    final = dict(usage or ANTHROPIC_USAGE)
+    start = anthropic_message(model, usage={**final, "output_tokens": 1})
+    start.update(content=[], stop_reason=None)
+    # The real message_delta repeats the cumulative counts but not the cache TTL split.
+    delta_usage = {k: final[k] for k in ("input_tokens", "cache_creation_input_tokens",
+                                         "cache_read_input_tokens", "output_tokens")
+                   if k in final}
+    return [
+        {"type": "message_start", "message": start},
+        {"type": "content_block_start", "index": 0,
+         "content_block": {"type": "text", "text": ""}},
+        {"type": "ping"},
+        *({"type": "content_block_delta", "index": 0,
+           "delta": {"type": "text_delta", "text": piece}} for piece in pieces),
+        {"type": "content_block_stop", "index": 0},
+        {"type": "message_delta", "delta": {"stop_reason": "end_turn", "stop_sequence": None},
+         "usage": delta_usage},
+        {"type": "message_stop"},
+    ]
+
+
+def anthropic_sse(events: Iterable[Mapping[str, Any]]) -> str:
+    """Encode Anthropic events as SSE: each named by its ``type``, no ``[DONE]``."""
+    return "".join(f"event: {e['type']}\ndata: {json.dumps(e)}\n\n" for e in events)
+
+
 def _openai_error(status: int, message: str | None) -> dict[str, Any]:
     etype, code = _OPENAI_ERROR_TYPES.get(status, ("api_error", None))
     msg = message or _OPENAI_ERROR_MESSAGES.get(status) or HTTPStatus(status).phrase
@@ -357,8 +476,15 @@ def _gemini_error(status: int, message: str | None) -> dict[str, Any]:
                       "status": _GEMINI_STATUS.get(status, "UNKNOWN")}}
 
 
-_ERROR_BUILDERS = {"openai": _openai_error, "azure": _azure_error, "gemini": _gemini_error,
-                   "unknown": _openai_error}
+def _anthropic_error(status: int, message: str | None) -> dict[str, Any]:
+    msg = message or _ANTHROPIC_MESSAGES.get(status) or HTTPStatus(status).phrase
+    return {"type": "error",
+            "error": {"type": _ANTHROPIC_ERROR_TYPES.get(status, "api_error"), "message": msg}}
+
+
+_ERROR_BUILDERS = {"openai": _openai_error, "completions": _openai_error,
+                   "azure": _azure_error, "gemini": _gemini_error,
+                   "anthropic": _anthropic_error, "unknown": _openai_error}
 
 
 # --- HTTP plumbing ------------------------------------------------------------------------
@@ -405,9 +531,14 @@ class _Handler(BaseHTTPRequestHandler):
             request.protocol, request.deployment = "azure", m["deployment"]
         elif _OPENAI_PATH.match(url.path):
             request.protocol = "openai"
+        elif _COMPLETIONS_PATH.match(url.path):
+            request.protocol = "completions"
+        elif _ANTHROPIC_PATH.match(url.path):
+            request.protocol = "anthropic"
         elif m := _GEMINI_PATH.match(url.path):
             request.protocol, request.model = "gemini", m["model"]
-        if request.protocol in ("openai", "azure") and isinstance(parsed, dict):
+        if (request.protocol in ("openai", "completions", "azure", "anthropic")
+                and isinstance(parsed, dict)):
             request.model = parsed.get("model")
         return request
 
@@ -438,6 +569,26 @@ class _Handler(BaseHTTPRequestHandler):
                                + ["data: [DONE]\n\n"])
             else:
                 self._send_json(openai_completion(model, n=n))
+        elif request.protocol == "completions":
+            requested = body.get("model") or "gpt-3.5-turbo-instruct"
+            model = self.fake.served_models.get(requested, requested)
+            if body.get("stream"):
+                include = bool((body.get("stream_options") or {}).get("include_usage"))
+                events = completion_stream_events(model, include_usage=include)
+                self._send_sse([f"data: {json.dumps(e)}\n\n" for e in events]
+                               + ["data: [DONE]\n\n"])
+            else:
+                prompts = body.get("prompt")
+                prompts = [prompts] if isinstance(prompts, str) else list(prompts or [""])
+                self._send_json(completion_response(model, prompts,
+                                                    n=int(body.get("n") or 1)))
+        elif request.protocol == "anthropic":
+            requested = body.get("model") or "claude-sonnet-4-5"
+            model = self.fake.served_models.get(requested, requested)
+            if body.get("stream"):
+                self._send_sse(_split_sse(anthropic_sse(anthropic_stream_events(model))))
+            else:
+                self._send_json(anthropic_message(model))
         elif request.protocol == "gemini":
             assert request.model is not None
             method = self.path.split(":")[-1].split("?")[0]

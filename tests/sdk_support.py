@@ -1,16 +1,20 @@
-"""Helpers for the real-SDK handler tests: chat models pointed at the fake provider."""
+"""Helpers for the real-SDK handler tests: chat models (and plain LLMs) pointed at the fake
+provider."""
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from typing import Any
 
 import httpx
 from fake_provider import FakeProviderServer
 from flask import Flask
+from langchain_anthropic import AnthropicLLM, ChatAnthropic
+from langchain_core._api import LangChainDeprecationWarning
 from langchain_core.language_models import BaseChatModel
 from langchain_google_genai import ChatGoogleGenerativeAI
-from langchain_openai import AzureChatOpenAI, ChatOpenAI
+from langchain_openai import AzureChatOpenAI, ChatOpenAI, OpenAI
 from sqlalchemy import select
 
 from llm_tracker import LLMUsage, db
@@ -45,6 +49,31 @@ def gemini_model(fake: FakeProviderServer, model: str = "gemini-2.5-flash",
     # max_retries=1 means "no retry" in google-genai (0 means its default of 5 attempts).
     return ChatGoogleGenerativeAI(model=model, base_url=fake.base_url, google_api_key="g-key",
                                   **{"max_retries": 1, **kw})
+
+
+def anthropic_model(fake: FakeProviderServer, model: str = "claude-sonnet-4-5",
+                    **kw: Any) -> ChatAnthropic:
+    # Sync calls only: langchain-anthropic caches one async httpx client per (base URL,
+    # float timeout), and its pooled connections belong to the first test's event loop.
+    return ChatAnthropic(model=model, base_url=fake.base_url, api_key="a-key",
+                         **{"max_retries": 0, **kw})
+
+
+def anthropic_llm(fake: FakeProviderServer, model: str = "claude-sonnet-4-5",
+                  **kw: Any) -> AnthropicLLM:
+    """langchain-anthropic's plain LLM (one Messages request per prompt; drops usage)."""
+    with warnings.catch_warnings():
+        # Deprecated for ChatAnthropic, still shipped: the one plain LLM of the package.
+        warnings.simplefilter("ignore", LangChainDeprecationWarning)
+        return AnthropicLLM(model=model, base_url=fake.base_url, api_key="a-key",
+                            **{"max_retries": 0, **kw})
+
+
+def completions_llm(fake: FakeProviderServer, model: str = "gpt-3.5-turbo-instruct",
+                    **kw: Any) -> OpenAI:
+    """langchain-openai's plain LLM on the legacy completions API."""
+    return OpenAI(model=model, base_url=fake.base_url + "/v1", api_key="sk-test",
+                  **{"max_retries": 0, "timeout": _timeout(), **kw})
 
 
 @dataclass(frozen=True)
