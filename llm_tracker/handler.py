@@ -49,6 +49,7 @@ class Usage:
     cached_tokens: int = 0
     cache_write_tokens: int = 0
     reasoning_tokens: int = 0
+    cache_write_1h_tokens: int = 0  # of cache_write_tokens: Anthropic's 1-hour TTL
 
 
 def _detail_sum(details: Mapping[str, Any] | None, key: str) -> int:
@@ -63,13 +64,19 @@ def usage_from_metadata(um: Mapping[str, Any]) -> Usage:
     prompt = um.get("input_tokens") or 0
     completion = um.get("output_tokens") or 0
     inp, out = um.get("input_token_details"), um.get("output_token_details")
+    # With the API's TTL breakdown langchain-anthropic reports the writes per TTL and
+    # cache_creation as 0; without it (a stream's message_delta) only cache_creation. When
+    # both are set they count the same tokens: take the larger, never the sum.
+    written_1h = _detail_sum(inp, "ephemeral_1h_input_tokens")
+    by_ttl = _detail_sum(inp, "ephemeral_5m_input_tokens") + written_1h
     return Usage(
         prompt_tokens=prompt,
         completion_tokens=completion,
         total_tokens=um.get("total_tokens") or prompt + completion,
         cached_tokens=_detail_sum(inp, "cache_read"),
-        cache_write_tokens=_detail_sum(inp, "cache_creation"),
+        cache_write_tokens=max(_detail_sum(inp, "cache_creation"), by_ttl),
         reasoning_tokens=_detail_sum(out, "reasoning"),
+        cache_write_1h_tokens=written_1h,
     )
 
 
@@ -241,6 +248,11 @@ class UsageHandler(BaseCallbackHandler):
             meta["llm_cache_hit"] = True
             meta["cached_usage"] = dict(um)
             usage = Usage()
+
+        if usage.cache_write_1h_tokens:
+            # Dearer than 5-minute writes and there is no column for them: the pricer (and
+            # reprice) read the split from here.
+            meta["cache_write_1h_tokens"] = usage.cache_write_1h_tokens
 
         tier = _service_tier(response, gen)
         if tier:

@@ -10,7 +10,11 @@ Token conventions (SPEC §5): ``prompt_tokens`` includes cached and cache-write 
 ``completion_tokens`` includes reasoning tokens. Each part is priced at its own rate
 once: cached input at the cache-read rate, cache writes at the cache-write rate, the
 rest of the prompt at the input rate, all output (reasoning included) at the output rate
-unless the model has a reasoning rate of its own.
+unless the model has a reasoning rate of its own. Anthropic's 1-hour cache writes are
+part of ``cache_write_tokens``; their count is in the row's
+``metadata["cache_write_1h_tokens"]`` (no column of their own) and they are priced at
+the model's 1-hour write rate where genai-prices has one (custom rules have a single
+cache-write rate).
 """
 
 from __future__ import annotations
@@ -172,12 +176,14 @@ class TokenSplit(NamedTuple):
     cache_write_tokens: int
     completion_tokens: int
     reasoning_tokens: int
+    cache_write_1h_tokens: int = 0  # of cache_write_tokens
 
     def genai_usage(self, *, cached: bool = True) -> Usage:
         """The genai-prices ``Usage`` (``cached=False``: cached input as uncached)."""
         return Usage(input_tokens=self.prompt_tokens,
                      cache_read_tokens=self.cached_tokens if cached else 0,
                      cache_write_tokens=self.cache_write_tokens,
+                     cache_write_1h_tokens=self.cache_write_1h_tokens,
                      output_tokens=self.completion_tokens,
                      output_reasoning_tokens=self.reasoning_tokens)
 
@@ -196,17 +202,22 @@ def price_with_model_price(mp: ModelPrice, t: TokenSplit) -> tuple[Decimal, Deci
                 uncached - calc["total_price"])
     inp, cache_read, cache_write = d.get("input_mtok"), d.get("cache_read_mtok"), \
         d.get("cache_write_mtok")
+    write_1h = d.get("cache_write_1h_mtok")
     out, reasoning, requests = d.get("output_mtok"), d.get("output_reasoning_mtok"), \
         d.get("requests_kcount")
     prompt = t.prompt_tokens
-    # Leaf counts: a unit priced on its own is taken out of the unit it refines.
+    # Leaf counts: a unit priced on its own is taken out of the unit it refines (1 h
+    # writes refine cache writes, which refine input).
+    written_1h = t.cache_write_1h_tokens if write_1h is not None else 0
+    write_leaf = t.cache_write_tokens - written_1h
     input_leaf = (prompt - (t.cached_tokens if cache_read is not None else 0)
-                  - (t.cache_write_tokens if cache_write is not None else 0))
+                  - (t.cache_write_tokens if cache_write is not None else written_1h))
     output_leaf = t.completion_tokens - (t.reasoning_tokens if reasoning is not None else 0)
-    if input_leaf < 0 or output_leaf < 0:
+    if input_leaf < 0 or output_leaf < 0 or write_leaf < 0:
         raise ValueError(f"token counts do not add up: {t}")
     input_cost = (_part(inp, input_leaf, prompt) + _part(cache_read, t.cached_tokens, prompt)
-                  + _part(cache_write, t.cache_write_tokens, prompt))
+                  + _part(cache_write, write_leaf, prompt)
+                  + _part(write_1h, written_1h, prompt))
     output_cost = _part(out, output_leaf, prompt) + _part(reasoning, t.reasoning_tokens, prompt)
     total = input_cost + output_cost
     if requests is not None:
@@ -443,9 +454,11 @@ class Pricer:
             return dict(_CACHE_HIT)
         resolved = self._resolve(row.get("provider"), row["model"], row.get("deployment"))
         created_at: datetime = row["created_at"]
+        written_1h = meta.get("cache_write_1h_tokens")
         tokens = TokenSplit(row["prompt_tokens"], row["cached_tokens"],
                             row["cache_write_tokens"], row["completion_tokens"],
-                            row["reasoning_tokens"])
+                            row["reasoning_tokens"],
+                            written_1h if type(written_1h) is int and written_1h > 0 else 0)
         try:
             for rule in resolved.rules:
                 if rule.start is None or created_at >= rule.start:
