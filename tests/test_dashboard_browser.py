@@ -66,16 +66,71 @@ def browser():
         browser.close()
 
 
+# Reports every Content-Security-Policy violation of every document to the test. Init
+# scripts and bindings come from the browser's debugging protocol, which the page's policy
+# does not govern, so the watcher itself can never be refused.
+CSP_WATCHER = """document.addEventListener("securitypolicyviolation", (e) =>
+    window.__cspViolation(`${e.effectiveDirective} blocked ${e.blockedURI || "inline"} `
+                          + `at ${e.sourceFile}:${e.lineNumber}`));"""
+HEADERS = {
+    "content-security-policy": (
+        "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+        "object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"),
+    "x-content-type-options": "nosniff",
+    "x-frame-options": "DENY",
+    "referrer-policy": "same-origin",
+}
+
+
+class Watch:
+    """What went wrong in a browser context: script errors, CSP violations (events and
+    console reports), and responses of the app served without the security headers."""
+
+    def __init__(self, context):
+        self.errors: list[str] = []
+        self.violations: list[str] = []
+        self.unprotected: list[str] = []
+        self.responses = 0
+        context.on("weberror", lambda e: self.errors.append(str(e.error)))
+        context.expose_binding("__cspViolation", lambda _source, text: self.violations.append(
+            text))
+        context.add_init_script(CSP_WATCHER)
+        context.on("console", self._console)
+        context.on("response", self._response)
+
+    def _console(self, message):
+        if "Content Security Policy" in message.text:
+            self.violations.append(f"console: {message.text}")
+
+    def _response(self, response):
+        if not response.url.startswith("http://127.0.0.1:"):
+            return
+        self.responses += 1
+        headers = response.headers
+        if {name: headers.get(name) for name in HEADERS} != HEADERS:
+            self.unprotected.append(f"{response.status} {response.url}")
+
+    def check(self):
+        assert self.errors == [], "JavaScript errors on the pages"
+        assert self.violations == [], "Content-Security-Policy violations"
+        assert self.unprotected == [], "responses without the security headers"
+        assert self.responses > 0
+
+
+def new_context(browser, **options):
+    context = browser.new_context(timezone_id=ZONE, locale="en-US",
+                                  viewport={"width": 1280, "height": 900}, **options)
+    context.set_default_timeout(15_000)
+    context.watch = Watch(context)
+    return context
+
+
 @pytest.fixture
 def context(browser):
-    context = browser.new_context(timezone_id=ZONE, locale="en-US", accept_downloads=True,
-                                  viewport={"width": 1280, "height": 900})
-    context.set_default_timeout(15_000)
-    errors: list[str] = []
-    context.on("weberror", lambda e: errors.append(str(e.error)))
+    context = new_context(browser, accept_downloads=True)
     yield context
     context.close()
-    assert errors == [], "JavaScript errors on the pages"
+    context.watch.check()
 
 
 class LiveServer:
@@ -125,22 +180,27 @@ def site(app, serve):
 
 
 def usd(text: str | None) -> str:
-    """What the pages show for a money string: half-up to $0.0001 below $1, cents above."""
+    """What the pages show for a money string (README, Dashboard): four decimals, half up,
+    thousands grouped; <$0.0001 for a non-zero amount that rounds to nothing."""
     if text is None:
         return "unpriced"
     value = Decimal(text)
-    rounded = value.quantize(Decimal("0.01") if abs(value) >= 1 else Decimal("0.0001"),
-                             ROUND_HALF_UP)
+    rounded = value.quantize(Decimal("0.0001"), ROUND_HALF_UP)
     if rounded == 0 and value != 0:
         return "<$0.0001"
     return f"{'-' if rounded < 0 else ''}${abs(rounded):,}"
 
 
+MONEY_CASES = ["0.007215000", "0.000049999", "0.000050000", "0", "0.000000000", "1.31",
+               "0.6915", "1234.5650", "1234.56549", "0.99995", "-0.0125", "0.1", "12",
+               "1234567.000049999", None]
+
+
 def test_usd_rounding_rule():
-    assert [usd(x) for x in ("0.007215000", "0.000049999", "0.000050000", "0", "0.000000000",
-                             "1234.5650", "0.99995", "-0.0125", None)] == [
-        "$0.0072", "<$0.0001", "$0.0001", "$0.0000", "$0.0000", "$1,234.57", "$1.0000",
-        "-$0.0125", "unpriced"]
+    assert [usd(x) for x in MONEY_CASES] == [
+        "$0.0072", "<$0.0001", "$0.0001", "$0.0000", "$0.0000", "$1.3100", "$0.6915",
+        "$1,234.5650", "$1,234.5655", "$1.0000", "-$0.0125", "$0.1000", "$12.0000",
+        "$1,234,567.0000", "unpriced"]
 
 
 def settle(page, action=None):
@@ -182,6 +242,9 @@ def assert_cards(page, summary):
         assert value.text_content() == expected, key
         raw = "null" if summary[key] is None else str(summary[key])
         assert value.get_attribute("data-value") == raw, key
+        if key in MONEY:  # hovering shows the exact amount
+            title = "" if summary[key] is None else f"${summary[key]} exactly"
+            assert page.get_attribute(f'.card[data-key="{key}"]', "title") == title, key
 
 
 def chart_data(page):
@@ -202,6 +265,28 @@ def assert_chart(page, series, granularity):
     assert data["data"][2] == [None if b["total_cost_usd"] is None else float(b["total_cost_usd"])
                                for b in series]
     assert page.is_visible("#chart") and page.is_hidden("#chart-empty")
+
+
+def assert_chart_money(page, series):
+    """The cost axis and the tooltips show money by the same rule as the cards."""
+    ticks = page.evaluate("""() => Chart.getChart(document.getElementById('chart'))
+        .scales.y1.ticks.map(t => [t.value, t.label])""")
+    labels = [label for _, label in ticks]
+    assert len(ticks) >= 2 and len(set(labels)) == len(labels), ticks
+    assert labels == [usd(f"{value:.6f}") for value, _ in ticks]
+    assert all(re.fullmatch(r"\$\d[\d,]*\.\d{4}", label) for label in labels), labels
+    i = next(i for i, b in enumerate(series) if b["total_cost_usd"] not in (None, "0.000000000"))
+    lines = page.evaluate("""(i) => {
+        const chart = Chart.getChart(document.getElementById('chart'));
+        chart.tooltip.setActiveElements([0, 1, 2].map(d => ({datasetIndex: d, index: i})),
+                                        {x: 0, y: 0});
+        chart.update();
+        return chart.tooltip.body.flatMap(b => b.lines);
+    }""", i)
+    b = series[i]
+    assert lines == [f"Prompt tokens: {b['total_prompt_tokens']:,}",
+                     f"Completion tokens: {b['total_completion_tokens']:,}",
+                     f"Cost: {usd(b['total_cost_usd'])}"]
 
 
 def assert_by_model(page, by_model):
@@ -235,6 +320,7 @@ def test_dashboard_cards_chart_and_table_equal_the_api(context, site):
     assert stats["summary"]["unpriced_calls"] == 3
     assert_cards(page, stats["summary"])
     assert_chart(page, stats["series"], "month")
+    assert_chart_money(page, stats["series"])
     assert len(stats["series"]) == 31
     assert_by_model(page, stats["by_model"])
     assert page.text_content("#chart-caption") == f"daily, the last 31 days, {zone}"
@@ -248,6 +334,8 @@ def test_dashboard_cards_chart_and_table_equal_the_api(context, site):
     _, day = api(page, site.url, "token-stats/", granularity="day", tz=zone)
     assert len(day["series"]) in (24, 25)  # the current hour and the 23 before it
     assert_chart(page, day["series"], "day")
+    if any(b["total_cost_usd"] not in (None, "0.000000000") for b in day["series"]):
+        assert_chart_money(page, day["series"])
     assert_cards(page, day["summary"])  # no dates: totals are all time either way
 
     # A date range and a user: cards, chart and table follow, all in the browser's zone.
@@ -314,6 +402,7 @@ def test_dashboard_error_and_expired_session(context, site):
     assert page.is_visible("#chart") and page.text_content("#status") == ""
 
     # The session ends elsewhere (another tab logs out): a clear message and a way back.
+    assert page.text_content(".topbar .who") == "Logged in as admin · Log out"
     assert page.request.post(f"{site.url}/api/v1/auth/logout").ok
     settle(page, lambda: page.select_option("select[name=granularity]", "year"))
     assert page.text_content("#status") == (
@@ -321,6 +410,9 @@ def test_dashboard_error_and_expired_session(context, site):
     link = page.locator("#status a")
     here = f"/?granularity=year&tz={quote(zone, safe='')}"
     assert link.get_attribute("href") == f"/login?next={quote(here, safe='')}"
+    # ...and the top bar no longer claims a session.
+    assert page.text_content(".topbar .who") == "Not logged in · Log in"
+    assert page.get_attribute(".topbar .who a", "href") == link.get_attribute("href")
     assert page.is_hidden("#chart")
     link.click()
     page.fill("input[name=username]", "admin")
@@ -330,6 +422,88 @@ def test_dashboard_error_and_expired_session(context, site):
     _, year = api(page, site.url, "token-stats/", granularity="year", tz=zone)
     assert len(year["series"]) == 12
     assert_chart(page, year["series"], "year")
+
+
+def test_model_links_open_exactly_that_model(context, app, serve):
+    create_test_user(app, "admin", ADMIN_PASSWORD, admin=True)
+    with app.app_context():
+        now = utcnow()
+        for i, model in enumerate(["gpt-4o-mini", "gpt-4o-mini-2024-07-18",
+                                   "gpt-4o-mini-2024-07-18", "GPT-4O-MINI", "gpt-4o",
+                                   "gpt-4o", "gpt-4o"]):
+            record_usage(model, prompt_tokens=100, completion_tokens=10,
+                         created_at=now - timedelta(hours=i + 1))
+    site = serve(app)
+    page = log_in(context, site.url)
+    zone = page.input_value("input[name=tz]")
+    _, substring = api(page, site.url, "llm-usage/", model="gpt-4o-mini", tz=zone)
+    assert substring["total"] == 4  # what the links used to open for a model of one call
+
+    link = page.locator('#by-model tr[data-model="gpt-4o-mini"] a')
+    settle(page, link.click)
+    assert urlsplit(page.url).path == "/usage"
+    assert query(page) == {"tz": [zone], "model_exact": ["gpt-4o-mini"]}
+    _, exact = api(page, site.url, "llm-usage/", model_exact="gpt-4o-mini", tz=zone)
+    assert exact["total"] == 1
+    assert usage_rows(page) == [r["id"] for r in exact["results"]]
+    assert page.text_content("#page-info") == "Page 1 of 1 · 1 rows"
+    assert page.text_content("#model-exact code") == "gpt-4o-mini"
+    assert page.is_visible("#model-exact") and page.input_value("input[name=model]") == ""
+    assert page.get_attribute("#export", "href") == (
+        f"/api/v1/admin/llm-usage/export.csv?tz={quote(zone, safe='')}&model_exact=gpt-4o-mini")
+
+    # Other filters keep the exact model; the chip's button drops it.
+    settle(page, lambda: page.select_option("select[name=success]", "true"))
+    assert query(page)["model_exact"] == ["gpt-4o-mini"]
+    assert page.text_content("#page-info") == "Page 1 of 1 · 1 rows"
+    settle(page, lambda: page.click("[data-action=clear-model-exact]"))
+    assert "model_exact" not in query(page)
+    assert page.is_hidden("#model-exact")
+    assert page.text_content("#page-info") == "Page 1 of 1 · 7 rows"
+
+    # Every model of the table links to its own rows, and only those.
+    settle(page, lambda: page.goto(f"{site.url}/"))
+    _, stats = api(page, site.url, "token-stats/", tz=zone)
+    for entry in stats["by_model"]:
+        href = page.get_attribute(f'#by-model tr[data-model="{entry["model"]}"] a', "href")
+        assert parse_qs(urlsplit(href).query)["model_exact"] == [entry["model"]]
+        _, listed = api(page, site.url, "llm-usage/", model_exact=entry["model"], tz=zone)
+        assert listed["total"] == entry["total_calls"]
+    assert sorted(e["total_calls"] for e in stats["by_model"]) == [1, 1, 2, 3]
+
+
+def test_pages_hold_the_content_security_policy(context, site):
+    """Every page works under the policy, and a violation would be caught: a script the
+    page tries to run inline is refused and reported."""
+    page = log_in(context, site.url)
+    response = page.request.get(f"{site.url}/")
+    assert {name: response.headers[name] for name in HEADERS} == HEADERS
+    _, listing = api(page, site.url, "llm-usage/", page_size=1)
+    for path in ("/usage", "/usage?priced=false", "/?granularity=day",
+                 f"/usage/{listing['results'][0]['id']}", "/usage/no-such-row"):
+        settle(page, lambda path=path: page.goto(f"{site.url}{path}"))
+    page.goto(f"{site.url}/logout")  # to the login form
+    assert urlsplit(page.url).path == "/login"
+    assert context.watch.violations == []
+    assert context.watch.responses >= 10  # pages, scripts, styles and API answers
+
+    page.evaluate("""() => {
+        const script = document.createElement('script');
+        script.textContent = 'window.__inlineRan = true';
+        document.body.append(script);
+        document.body.setAttribute('style', 'color: red');
+    }""")
+    page.wait_for_function("() => true")  # one more task: the events are queued
+    for _ in range(50):
+        if len(context.watch.violations) >= 2:
+            break
+        page.wait_for_timeout(50)
+    assert page.evaluate("window.__inlineRan") is None
+    assert page.evaluate("getComputedStyle(document.body).color") != "rgb(255, 0, 0)"
+    directives = sorted({v.split()[0] for v in context.watch.violations
+                         if not v.startswith("console:")})
+    assert directives == ["script-src-elem", "style-src-attr"]
+    context.watch.violations.clear()  # caught on purpose: the fixture checks for others
 
 
 # --- the usage list, export and detail ----------------------------------------------------
@@ -402,7 +576,7 @@ def test_usage_table_filters_export_and_detail(context, site):
     # Detail: every field, metadata included, read-only.
     row = unpriced["results"][0]
     settle(page, lambda: page.locator("#usage tbody tr").first.locator("a").click())
-    assert page.url == f"{site.url}/usage/{row['id']}"
+    assert page.url == f"{site.url}/usage/{row['id']}?tz={quote(zone, safe='')}"
     _, detail = api(page, site.url, f"llm-usage/{row['id']}/")
     assert detail == row
 
@@ -410,6 +584,9 @@ def test_usage_table_filters_export_and_detail(context, site):
         return page.text_content(f'#fields [data-key="{key}"] dd')
 
     assert field("id") == row["id"]
+    local = datetime.fromisoformat(row["created_at"]).astimezone(ZoneInfo(zone))
+    assert field("created_at") == (
+        f"{local:%Y-%m-%d %H:%M:%S} {zone} ({row['created_at']})")
     assert field("model") == "acme-llm-7"
     assert field("node_name") == "summarise"
     assert field("cost_usd") == "unpriced"
@@ -423,11 +600,28 @@ def test_usage_table_filters_export_and_detail(context, site):
     assert page.get_attribute("#back", "href") == (
         f"{site.url}/usage?priced=false&tz={quote(zone, safe='')}&page_size=20")
 
-    # A priced row shows its exact cost.
+    # A priced row: money by the pages' one rule, the exact amount on hover.
     priced = next(r for r in listing["results"] if r["cost_usd"] not in (None, "0.000000000"))
     settle(page, lambda: page.goto(f"{site.url}/usage/{priced['id']}"))
-    assert field("cost_usd") == f"${priced['cost_usd']}"
+    for key in ("cost_usd", "input_cost_usd", "output_cost_usd", "cache_savings_usd"):
+        assert field(key) == usd(priced[key]), key
+        assert page.get_attribute(f'#fields [data-key="{key}"] dd', "title") == (
+            f"${priced[key]} exactly"), key
     assert field("price_source") == priced["price_source"]
+
+    # The detail shows the time in the zone the list was showing, not the browser's.
+    settle(page, lambda: page.goto(f"{site.url}/usage?priced=true&tz=America/New_York"))
+    _, new_york = api(page, site.url, "llm-usage/", priced="true", tz="America/New_York")
+    first = new_york["results"][0]
+    local = datetime.fromisoformat(first["created_at"]).astimezone(ZoneInfo("America/New_York"))
+    cell = page.locator("#usage tbody tr").first.locator("td").first
+    assert cell.text_content() == f"{local:%Y-%m-%d %H:%M:%S}"
+    settle(page, lambda: cell.locator("a").click())
+    assert page.url == f"{site.url}/usage/{first['id']}?tz=America%2FNew_York"
+    assert field("created_at") == (
+        f"{local:%Y-%m-%d %H:%M:%S} America/New_York ({first['created_at']})")
+    assert page.get_attribute("#back", "href") == (
+        f"{site.url}/usage?priced=true&tz=America/New_York")
 
     # An unknown id: the API's 404 message.
     settle(page, lambda: page.goto(f"{site.url}/usage/no-such-row"))
@@ -501,8 +695,7 @@ def test_make_run_flow_shows_demo_data(browser, tmp_path):
     base = f"http://127.0.0.1:{port}"
     shots = Path(os.environ.get("LLM_TRACKER_SCREENSHOTS") or tmp_path / "screenshots")
     shots.mkdir(parents=True, exist_ok=True)
-    context = browser.new_context(timezone_id=ZONE, locale="en-US",
-                                  viewport={"width": 1280, "height": 900})
+    context = new_context(browser)
     try:
         for _ in range(100):
             try:
@@ -526,6 +719,7 @@ def test_make_run_flow_shows_demo_data(browser, tmp_path):
         context.close()
         server.terminate()
         server.wait(timeout=10)
+    context.watch.check()
     for name in ("dashboard.png", "usage.png"):
         data = (shots / name).read_bytes()
         assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 50_000

@@ -70,11 +70,19 @@
     return digits.replace(/\B(?=(\d{3})+(?!\d))/g, ",");
   }
 
-  // Money arrives as an exact decimal string; it is rounded half-up on the string itself
-  // (no float) so "$0.0072" on a card is the API's "0.007215000", not a binary approximation.
+  // The one money rule, for every figure on every page (cards, tables, chart axis and
+  // tooltips, row detail): dollars with exactly four decimals, thousands grouped, rounded
+  // half up ($1.3100, $0.6915, $1,234.5650). LLM calls cost fractions of a cent, so four
+  // places are the fewest that show one call; the same number of places everywhere keeps a
+  // column comparable at a glance. A non-zero amount that rounds to nothing reads <$0.0001
+  // (never $0.0000, which means free), no cost at all reads "unpriced".
+  const MONEY_PLACES = 4;
+
+  // Money arrives as an exact decimal string; it is rounded on the string itself (no
+  // float) so "$0.0072" on a card is the API's "0.007215000", not a binary approximation.
   function roundDecimal(text, places) {
     const m = /^([+-]?)(\d*)(?:\.(\d*))?$/.exec(String(text).trim());
-    if (!m) return null;
+    if (!m || (m[2] || m[3] || "") === "") return null;
     const frac = (m[3] || "").padEnd(places + 1, "0");
     let n = BigInt((m[2] || "0") + frac.slice(0, places));
     if (frac[places] >= "5") n += 1n;
@@ -84,22 +92,26 @@
       intPart: digits.slice(0, digits.length - places),
       fracPart: digits.slice(digits.length - places),
       isZero: n === 0n,
-      atLeastOne: BigInt(m[2] || "0") >= 1n,
       exactZero: /^[+-]?0*(\.0*)?$/.test(String(text).trim()),
     };
   }
 
   function fmtUSD(text) {
     if (text === null || text === undefined) return "unpriced";
-    const probe = roundDecimal(text, 4);
-    if (probe === null) return String(text);
-    const r = probe.atLeastOne ? roundDecimal(text, 2) : probe;
-    if (r.isZero && !probe.exactZero) return "<$0.0001";
+    const r = roundDecimal(text, MONEY_PLACES);
+    if (r === null) return String(text);
+    if (r.isZero && !r.exactZero) return `<$0.${"0".repeat(MONEY_PLACES - 1)}1`;
     return `${r.negative ? "-" : ""}$${groupThousands(r.intPart)}.${r.fracPart}`;
   }
 
+  // A chart tick is a float: its decimal text (never exponent notation) gets the same rule.
+  function fmtUSDNumber(value) {
+    return fmtUSD(Number(value).toFixed(MONEY_PLACES + 2));
+  }
+
+  // Hover text: the API's exact value, for anyone who needs more than four places.
   function fmtExactUSD(text) {
-    return text === null || text === undefined ? null : `$${text}`;
+    return text === null || text === undefined ? null : `$${text} exactly`;
   }
 
   function fmtTime(iso, zone) {
@@ -149,10 +161,12 @@
   function showError(err) {
     if (err.kind === "expired") {
       const next = location.pathname + location.search;
-      const link = el("a", { href: `${urls.login}?next=${encodeURIComponent(next)}` },
-        "Log in again");
-      showStatus("error expired", "Your session has expired. ", link,
-        " to see this page.");
+      const login = `${urls.login}?next=${encodeURIComponent(next)}`;
+      showStatus("error expired", "Your session has expired. ",
+        el("a", { href: login }, "Log in again"), " to see this page.");
+      // The top bar was rendered while the session lived: it must not claim it still does.
+      const who = document.querySelector(".topbar .who");
+      if (who) who.replaceChildren("Not logged in · ", el("a", { href: login }, "Log in"));
       return;
     }
     const prefix = err.kind === "network" ? "Network error: " : "Error from the API: ";
@@ -252,7 +266,7 @@
       card.classList.toggle("unpriced", MONEY_KEYS.has(key) && value === null);
       card.classList.toggle("warn", (key === "failed_calls" || key === "unpriced_calls")
         && value > 0);
-      card.title = MONEY_KEYS.has(key) && value !== null ? `$${value}` : "";
+      card.title = (MONEY_KEYS.has(key) && fmtExactUSD(value)) || "";
     }
     document.getElementById("cards").hidden = false;
   }
@@ -299,7 +313,9 @@
         y: { stacked: true, beginAtZero: true, title: { display: true, text: "tokens" },
           ticks: { callback: (v) => fmtInt(v) } },
         y1: { position: "right", beginAtZero: true, grid: { drawOnChartArea: false },
-          title: { display: true, text: "cost (USD)" }, ticks: { callback: (v) => `$${v}` } },
+          title: { display: true, text: "cost (USD)" },
+          // Steps of at least $0.0001, so no two ticks print the same four decimals.
+          ticks: { precision: MONEY_PLACES, callback: (v) => fmtUSDNumber(v) } },
       },
       plugins: {
         tooltip: {
@@ -327,7 +343,8 @@
     tbody.replaceChildren(...rows.map((r) => {
       const query = new URLSearchParams(params);
       query.delete("granularity");
-      query.set("model", r.model);
+      // Exactly this model: a substring would also list every longer name containing it.
+      query.set("model_exact", r.model);
       return el("tr", { dataset: { model: r.model } },
         el("td", {}, el("a", { href: `${urls.usagePage}?${query}` }, r.model)),
         el("td", { class: "num" }, fmtInt(r.total_calls)),
@@ -407,7 +424,8 @@
 
   // --- usage list ---------------------------------------------------------------------
 
-  const FILTER_KEYS = ["user_id", "model", "success", "priced", "start_date", "end_date"];
+  const FILTER_KEYS = ["user_id", "model", "model_exact", "success", "priced", "start_date",
+    "end_date"];
 
   function initUsage() {
     const form = document.getElementById("filters");
@@ -415,10 +433,15 @@
     const empty = document.getElementById("usage-empty");
     const pager = document.getElementById("pager");
     const exportLink = document.getElementById("export");
+    const exactChip = document.getElementById("model-exact");
 
     const load = async () => {
       const params = currentParams({ tz: browserZone });
       fillForm(form, params);
+      // The dashboard's model links filter on one exact name: shown, and removable.
+      const exact = params.get("model_exact");
+      exactChip.querySelector("code").textContent = exact || "";
+      exactChip.hidden = !exact;
       const exportParams = new URLSearchParams(params);
       exportParams.delete("page");
       exportParams.delete("page_size");
@@ -443,8 +466,8 @@
       clearStatus();
       table.querySelector("tbody").replaceChildren(...data.results.map((r) => el("tr",
         { dataset: { id: r.id }, class: r.success ? null : "failed" },
-        el("td", {}, el("a", { href: `${urls.usagePage}/${encodeURIComponent(r.id)}` },
-          fmtTime(r.created_at, zone))),
+        el("td", {}, el("a", { href: `${urls.usagePage}/${encodeURIComponent(r.id)}?${
+          new URLSearchParams({ tz: zone })}` }, fmtTime(r.created_at, zone))),
         el("td", {}, r.username ?? (r.user_id === null ? "—" : `#${r.user_id}`)),
         el("td", {}, r.model),
         el("td", {}, r.node_name ?? "—"),
@@ -482,6 +505,10 @@
       finished("ready");
     };
 
+    exactChip.querySelector("[data-action=clear-model-exact]").addEventListener("click", () => {
+      form.elements.model_exact.value = "";
+      form.requestSubmit();
+    });
     for (const link of pager.querySelectorAll("a")) {
       link.addEventListener("click", (event) => {
         event.preventDefault();
@@ -508,9 +535,9 @@
     ["latency_ms", "Latency"],
   ];
 
-  function detailValue(key, row) {
+  function detailValue(key, row, zone) {
     const value = row[key];
-    if (key === "created_at") return `${fmtTime(value, browserZone)} ${browserZone} (${value})`;
+    if (key === "created_at") return `${fmtTime(value, zone)} ${zone} (${value})`;
     if (key === "username") {
       if (row.user_id === null) return "—";
       return value === null ? `#${row.user_id} (not in the user table)` : `${value} (#${row.user_id})`;
@@ -518,7 +545,7 @@
     if (key === "success") return value ? "succeeded" : "failed";
     if (key === "latency_ms") return value === null ? "—" : `${fmtInt(value)} ms`;
     if (key === "cost_usd" && value === null) return "unpriced";
-    if (key.endsWith("_usd")) return value === null ? "—" : `$${value}`;
+    if (key.endsWith("_usd")) return value === null ? "—" : fmtUSD(value);
     if (key.endsWith("_tokens")) return fmtInt(value);
     return value === null || value === "" ? "—" : String(value);
   }
@@ -537,9 +564,13 @@
     const known = new Set(DETAIL_FIELDS.map(([key]) => key).concat(["user_id", "metadata"]));
     const extra = Object.keys(row).filter((key) => !known.has(key)).sort()
       .map((key) => [key, key]);
+    // The zone the list showed (carried in the row's link), else the browser's.
+    const zone = new URLSearchParams(location.search).get("tz") || browserZone;
     document.getElementById("fields").replaceChildren(
       ...DETAIL_FIELDS.concat(extra).filter(([key]) => key in row).map(([key, label]) =>
-        el("div", { dataset: { key } }, el("dt", {}, label), el("dd", {}, detailValue(key, row)))));
+        el("div", { dataset: { key } }, el("dt", {}, label),
+          el("dd", { title: key.endsWith("_usd") ? fmtExactUSD(row[key]) : null },
+            detailValue(key, row, zone)))));
     document.getElementById("metadata").textContent = JSON.stringify(row.metadata, null, 2);
     const back = document.getElementById("back");
     if (document.referrer.startsWith(`${location.origin}${urls.usagePage}?`)) {
