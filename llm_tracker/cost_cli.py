@@ -43,7 +43,10 @@ class _When(click.ParamType):
         return start + timedelta(days=1) if self.end else start
 
 
-def _usd(value: Decimal) -> str:
+def _usd(value: Decimal, rows: int, unpriced: int) -> str:
+    # Rows no price source knew have no cost: a sum of none of them is not $0.
+    if rows and unpriced == rows:
+        return "unpriced"
     return f"{format_money(value)} USD"
 
 
@@ -75,7 +78,8 @@ def reprice_command(since: datetime, until: datetime | None, dry_run: bool,
                f"(genai-prices {GENAI_PRICES_VERSION})")
     click.echo(f"rows changed: {t.changed}"
                + (" (dry run: nothing written)" if dry_run else ""))
-    click.echo(f"total cost: {_usd(t.before)} -> {_usd(t.after)}")
+    click.echo(f"total cost: {_usd(t.before, t.rows, t.unpriced_before)} -> "
+               f"{_usd(t.after, t.rows, t.unpriced_after)}")
     click.echo(f"unpriced rows: {t.unpriced_before} -> {t.unpriced_after}")
     changed = {m: v for m, v in report.by_model.items() if v.changed}
     if changed:
@@ -83,7 +87,8 @@ def reprice_command(since: datetime, until: datetime | None, dry_run: bool,
         width = max(len(m) for m in changed)
         for model, v in sorted(changed.items(), key=lambda kv: (-kv[1].changed, kv[0])):
             click.echo(f"  {model:<{width}}  {v.changed}/{v.rows} rows changed  "
-                       f"{_usd(v.before)} -> {_usd(v.after)}  "
+                       f"{_usd(v.before, v.rows, v.unpriced_before)} -> "
+                       f"{_usd(v.after, v.rows, v.unpriced_after)}  "
                        f"unpriced {v.unpriced_before} -> {v.unpriced_after}")
 
 

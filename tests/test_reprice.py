@@ -74,7 +74,8 @@ def test_prices_missing_then_rule_then_reprice(make_app):
         "total cost: 0.000151500 USD -> 0.032404500 USD\n"
         "unpriced rows: 4 -> 0\n"
         "per model (models with changed rows):\n"
-        "  acme-llm-7   3/3 rows changed  0.000000000 USD -> 0.031950000 USD  unpriced 3 -> 0\n"
+        # A model no source priced has no cost yet: "unpriced", not 0 USD.
+        "  acme-llm-7   3/3 rows changed  unpriced -> 0.031950000 USD  unpriced 3 -> 0\n"
         "  gpt-4o-mini  1/2 rows changed  0.000151500 USD -> 0.000454500 USD  unpriced 1 -> 0\n")
     assert costs(app) == unchanged
 
@@ -113,6 +114,20 @@ def test_a_fixed_rule_reprices_priced_rows(make_app):
                                      "unpriced rows: 0 -> 0"]
     assert costs(fixed) == [("acme-llm-7", Decimal("0.003"),
                              "custom: acme-llm-.* from 2026-01-01")]
+
+
+def test_a_dropped_rule_leaves_rows_unpriced_and_says_so(make_app):
+    first = make_app(LLM_TRACKER_CUSTOM_PRICES=[ACME_RULE])
+    with first.app_context():
+        record_usage("acme-llm-7", prompt_tokens=1000, completion_tokens=1000,
+                     created_at=at(1))
+    out = invoke(make_app(), "reprice", "--since", "2026-02-01", "--until", "2026-02-01")
+    assert out.splitlines()[1:] == [
+        "rows changed: 1",
+        "total cost: 0.003000000 USD -> unpriced",
+        "unpriced rows: 0 -> 1",
+        "per model (models with changed rows):",
+        "  acme-llm-7  1/1 rows changed  0.003000000 USD -> unpriced  unpriced 0 -> 1"]
 
 
 def test_range_bounds(make_app):
