@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hmac
 import secrets
 import uuid
 from datetime import datetime
@@ -150,9 +151,47 @@ class User(UserMixin, db.Model):
     # change or deactivation ends every session of the user, copied cookies included.
     session_token: Mapped[str] = mapped_column(String(64), default=new_session_token)
 
+    def get_id(self) -> str:
+        """The Flask-Login id kept in the session: ``"<id>:<session token>"``."""
+        return f"{self.id}:{self.session_token}"
+
+    @classmethod
+    def from_session_id(cls, session_id: str) -> User | None:
+        """The user a ``get_id()`` value names, or None: malformed, unknown or ended.
+
+        The Flask-Login user loader of any app using this model (admin_app's included).
+        """
+        # Anything but "<id>:<token>", such as a session made before session tokens, is
+        # no user.
+        user_id, _, token = session_id.partition(":")
+        if not (token and user_id.isascii() and user_id.isdigit() and len(user_id) <= 10):
+            return None
+        if int(user_id) > 2**31 - 1:  # users.id is 32-bit; PostgreSQL would refuse the query
+            return None
+        user = db.session.get(cls, int(user_id))
+        if user is None or not user.session_token:
+            return None
+        # Constant time, so response times do not reveal how much of a token was right.
+        if not hmac.compare_digest(user.session_token.encode(),
+                                   token.encode("utf-8", "replace")):
+            return None
+        return user
+
+    def end_sessions(self) -> None:
+        """End every session of this user (copied cookies too): a new session token."""
+        self.session_token = new_session_token()
+
     def set_password(self, password: str) -> None:
-        """Store a salted scrypt hash of ``password``."""
+        """Store a salted scrypt hash of ``password``; a change ends existing sessions."""
+        if self.password_hash is not None:
+            # Whoever knew the old password may hold a session made with it.
+            self.end_sessions()
         self.password_hash = generate_password_hash(password, method="scrypt")
+
+    def deactivate(self) -> None:
+        """Forbid logging in and end every existing session."""
+        self.is_active = False
+        self.end_sessions()
 
     def check_password(self, password: str) -> bool:
         """True when ``password`` matches the stored hash."""
