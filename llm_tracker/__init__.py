@@ -13,6 +13,7 @@ from .models import LLMUsage, User
 from .recording import get_spool, record_usage
 
 __all__ = [
+    "ConfigError",
     "LLMUsage",
     "UsageHandler",
     "User",
@@ -24,10 +25,15 @@ __all__ = [
 ]
 
 
+class ConfigError(ValueError):
+    """A setting of the app is invalid; the one-line message names the setting (and rule)."""
+
+
 def init_app(app: Flask) -> None:
     """Set llm_tracker up on ``app``: database, config defaults, pricing and CLI commands.
 
-    Raises ``ValueError`` naming the rule and field when a custom price rule is invalid.
+    Raises ``ConfigError`` (a ``ValueError``) naming the rule and field when a custom price
+    rule or the Azure deployment map is invalid.
     """
     from .cli import register_commands
     from .pricing import Pricer, warm_up
@@ -39,7 +45,10 @@ def init_app(app: Flask) -> None:
     app.config.setdefault("LLM_TRACKER_CUSTOM_PRICES", [])
     app.config.setdefault("LLM_TRACKER_AZURE_DEPLOYMENTS", {})
     # Built now so a bad price rule stops the app at start, not at its first LLM call.
-    app.extensions["llm_tracker_pricer"] = Pricer.from_config(app.config)
+    try:
+        app.extensions["llm_tracker_pricer"] = Pricer.from_config(app.config)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from exc
     warm_up()
     if "sqlalchemy" not in app.extensions:
         db.init_app(app)
