@@ -10,7 +10,7 @@ import time
 from collections.abc import Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from contextvars import ContextVar
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 from uuid import UUID
 
@@ -31,12 +31,22 @@ _CANCELLED = (GeneratorExit, asyncio.CancelledError, KeyboardInterrupt)
 
 
 @dataclass(slots=True)
+class _Batch:
+    # The runs of one multi-prompt plain-LLM call (they share its invocation_params).
+    params: Any
+    pending: int = 0  # started, not yet ended
+    carrier: str | None = None  # the run LangChain gave the call's usage to
+    held: list[dict[str, Any]] = field(default_factory=list)  # rows waiting for carrier
+
+
+@dataclass(slots=True)
 class _Run:
     started: float
     provider: str | None = None
     requested_model: str | None = None
     deployment: str | None = None
     graph_node: str | None = None
+    batch: _Batch | None = None
 
 
 @dataclass(slots=True)
@@ -159,6 +169,7 @@ class UsageHandler(BaseCallbackHandler):
         self.state: Mapping[str, Any] = state or {}
         self.node_name = node_name
         self._runs: dict[UUID, _Run] = {}
+        self._starting: dict[int, _Batch] = {}  # id(invocation_params) -> batch
         # In async chains a sync handler runs in a thread pool.
         self._lock = threading.Lock()
         # The row of the latest run recorded (call_and_track reports its numbers).
@@ -167,7 +178,7 @@ class UsageHandler(BaseCallbackHandler):
     # --- start: remember what only the start event knows ---------------------------
 
     def _start(self, run_id: UUID, metadata: Mapping[str, Any] | None,
-               invocation_params: Mapping[str, Any] | None) -> None:
+               invocation_params: Mapping[str, Any] | None, batch_size: int = 1) -> None:
         metadata = metadata or {}
         params = invocation_params or {}
         run = _Run(
@@ -179,6 +190,12 @@ class UsageHandler(BaseCallbackHandler):
             graph_node=metadata.get("langgraph_node"),
         )
         with self._lock:
+            if batch_size > 1 and invocation_params is not None:
+                key = id(invocation_params)  # unique while the batch holds the object
+                batch = run.batch = self._starting.setdefault(key, _Batch(invocation_params))
+                batch.pending += 1
+                if batch.pending == batch_size:
+                    del self._starting[key]
             self._runs[run_id] = run
 
     def on_chat_model_start(self, serialized: dict[str, Any], messages: list[list[BaseMessage]],
@@ -190,7 +207,8 @@ class UsageHandler(BaseCallbackHandler):
     def on_llm_start(self, serialized: dict[str, Any], prompts: list[str], *, run_id: UUID,
                      metadata: dict[str, Any] | None = None, **kwargs: Any) -> None:
         """Same as ``on_chat_model_start``, for plain (non-chat) LLMs."""
-        self._start(run_id, metadata, kwargs.get("invocation_params"))
+        self._start(run_id, metadata, kwargs.get("invocation_params"),
+                    kwargs.get("batch_size") or 1)
 
     # --- end: one row per run ------------------------------------------------------
 
@@ -222,14 +240,48 @@ class UsageHandler(BaseCallbackHandler):
                 error: BaseException | None) -> None:
         with self._lock:
             run = self._runs.get(run_id)
+        rows: list[dict[str, Any]] = []
+        # LangChain swallows handler errors; say loudly what happened.
         try:
-            self._write(run_id, run, response, error)
+            rows.append(self._row(run_id, run, response, error))
         except Exception:
-            # LangChain swallows handler errors; say loudly what happened.
+            logger.exception("llm_tracker: could not record run %s", run_id)
+        try:
+            if run is not None and run.batch is not None:
+                rows = self._settle(run.batch, rows)  # even without a row: siblings wait
+            with self._app_context():
+                for row in rows:
+                    self.last_row = record_usage(**row)
+        except Exception:
             logger.exception("llm_tracker: could not record run %s", run_id)
 
-    def _write(self, run_id: UUID, run: _Run | None, response: LLMResult | None,
-               error: BaseException | None) -> None:
+    def _settle(self, batch: _Batch, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        # LangChain gives a multi-prompt call's usage to one run and empties the others'
+        # (LLMResult.flatten). Async runs end in any order: a run without usage is held
+        # until the carrier has ended (billed there) or every run has (really missing).
+        with self._lock:
+            self._starting.pop(id(batch.params), None)  # every run started before any ends
+            batch.pending -= 1
+            held, ready = batch.held, []
+            for row in rows:
+                meta = row["metadata"]
+                if meta.get("usage_missing"):
+                    held.append(row)
+                    continue
+                if batch.carrier is None and row["success"] and not meta.get("cancelled"):
+                    batch.carrier = row["run_id"]
+                ready.append(row)
+            if batch.carrier is not None or not batch.pending:
+                ready += held
+                held.clear()
+            carrier = batch.carrier
+        for r in ready:
+            if carrier is not None and r["metadata"].pop("usage_missing", None):
+                r["metadata"]["usage_billed_to_run"] = carrier
+        return ready
+
+    def _row(self, run_id: UUID, run: _Run | None, response: LLMResult | None,
+             error: BaseException | None) -> dict[str, Any]:
         gen = _first_generation(response)
         message = gen.message if isinstance(gen, ChatGeneration) else None
         um = getattr(message, "usage_metadata", None)
@@ -279,26 +331,25 @@ class UsageHandler(BaseCallbackHandler):
                 row_meta[key] = state[key]
         row_meta.update(meta)
 
-        with self._app_context():
-            self.last_row = record_usage(
-                model,
-                prompt_tokens=usage.prompt_tokens,
-                completion_tokens=usage.completion_tokens,
-                total_tokens=usage.total_tokens,
-                cached_tokens=usage.cached_tokens,
-                cache_write_tokens=usage.cache_write_tokens,
-                reasoning_tokens=usage.reasoning_tokens,
-                success=not failed,
-                error=f"{type(error).__name__}: {error}" if failed else None,
-                user_id=state.get("user_id"),
-                metadata=row_meta,
-                provider=run.provider,
-                run_id=str(run_id),
-                requested_model=normalise_model(run.requested_model),
-                deployment=deployment,
-                node_name=node_name,
-                latency_ms=round((time.perf_counter() - run.started) * 1000),
-            )
+        return dict(
+            model=model,
+            prompt_tokens=usage.prompt_tokens,
+            completion_tokens=usage.completion_tokens,
+            total_tokens=usage.total_tokens,
+            cached_tokens=usage.cached_tokens,
+            cache_write_tokens=usage.cache_write_tokens,
+            reasoning_tokens=usage.reasoning_tokens,
+            success=not failed,
+            error=f"{type(error).__name__}: {error}" if failed else None,
+            user_id=state.get("user_id"),
+            metadata=row_meta,
+            provider=run.provider,
+            run_id=str(run_id),
+            requested_model=normalise_model(run.requested_model),
+            deployment=deployment,
+            node_name=node_name,
+            latency_ms=round((time.perf_counter() - run.started) * 1000),
+        )
 
 
 _tracked: ContextVar[UsageHandler | None] = ContextVar("llm_tracker_usage", default=None)
