@@ -16,6 +16,14 @@ _MODELS = [
     ("o3-mini-2025-01-31", "openai", "plan", 1500, 1200, 0.6),
 ]
 
+# What a rate-limited call really stores: the type LangChain raises, then its message.
+_RATE_LIMITED = {
+    "openai": "OpenAIRateLimitError: Error code: 429 - rate limit exceeded",
+    "azure": "OpenAIRateLimitError: Error code: 429 - rate limit exceeded",
+    "google_genai": "GoogleRateLimitError: Error calling model 'gemini-2.5-flash' "
+                    "(RESOURCE_EXHAUSTED): 429 RESOURCE_EXHAUSTED.",
+}
+
 
 def create_demo_rows(user_ids: list[int], count: int = 400, seed: int = 7) -> int:
     """Write ``count`` plausible rows spread over the last 30 days; return how many."""
@@ -34,7 +42,7 @@ def create_demo_rows(user_ids: list[int], count: int = 400, seed: int = 7) -> in
             cached_tokens=int(prompt * rnd.choice([0, 0, 0.5, 0.8])) if ok else 0,
             reasoning_tokens=int(completion * r) if ok else 0,
             success=ok,
-            error=None if ok else "RateLimitError: Error code: 429 - rate limit exceeded",
+            error=None if ok else _RATE_LIMITED[provider],
             user_id=rnd.choice(user_ids + [None]),
             metadata={"source_type": rnd.choice(["api", "task"]), "demo": True},
             provider=provider,
