@@ -89,7 +89,10 @@ def test_dashboard_shell(app, client, auth, admin_user):
 @pytest.mark.parametrize(("path", "marks"), [
     ("/usage", ['data-page="usage"', 'id="export" class="button" '
                 'href="/api/v1/admin/llm-usage/export.csv" download',
-                '<select name="success">', '<select name="priced">', '<input name="model"']),
+                '<select name="success">', '<select name="priced">', '<input name="model"',
+                # The dashboard's model links filter one exact name; the form keeps it.
+                '<input type="hidden" name="model_exact">',
+                '<p id="model-exact" class="chip" hidden>Model is exactly <code></code>']),
     ("/usage/abc-123", ['data-page="detail"', "<code>abc-123</code>",
                         'data-api="/api/v1/admin/llm-usage/abc-123/"']),
 ])
