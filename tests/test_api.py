@@ -256,7 +256,7 @@ def test_blueprint_mounts_under_any_prefix(database_url, tmp_path):
                       LLM_TRACKER_SPOOL_PATH=str(tmp_path / "spool.jsonl"))
     llm_tracker.init_app(app)
     manager = LoginManager(app)
-    manager.user_loader(lambda user_id: db.session.get(User, int(user_id)))
+    manager.user_loader(User.from_session_id)
     app.register_blueprint(admin_api, url_prefix="/internal/llm")
     register_error_handlers(app)
 
