@@ -9,10 +9,11 @@ from uuid import UUID
 from langchain_core.messages import AIMessage, MessageLikeRepresentation
 from langchain_core.outputs import ChatGeneration, LLMResult
 
-from .handler import UsageHandler, normalise_model, usage_from_metadata
+from .handler import UsageHandler
 from .llm_service import get_llm_service
 from .models import LLMUsage
 from .pricing import format_money
+from .run_result import normalise_model, usage_from_metadata
 
 EMPTY_MESSAGES = "Messages cannot be empty"
 EMPTY_RESPONSE = "LLM returned empty response"
