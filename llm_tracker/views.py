@@ -41,7 +41,8 @@ __all__ = ["LLMUsageExportQuery", "LLMUsageQuery", "TokenStatsQuery", "bp",
 
 bp = Blueprint("llm_tracker_admin", __name__)
 
-_INT32 = validate.Range(min=-(2**31), max=2**31 - 1)
+# User ids are 64-bit (the usage column is BIGINT).
+_USER_ID = validate.Range(min=-(2**63) + 1, max=2**63 - 1)
 
 
 def _checked(parse: Callable[[Any], Any]) -> Callable[[Any], None]:
@@ -63,7 +64,7 @@ class _Query(Schema):
 
     start_date = fields.String(validate=_checked(_parse_date))
     end_date = fields.String(validate=_checked(_parse_end_date))
-    user_id = fields.Integer(strict=False, validate=_INT32)
+    user_id = fields.Integer(strict=False, validate=_USER_ID)
     tz = fields.String(validate=_checked(_parse_tz))
 
     @pre_load
@@ -78,13 +79,13 @@ class TokenStatsQuery(_Query):
     granularity = fields.String(validate=validate.OneOf(sorted(GRANULARITIES)))
 
 
-class LLMUsageExportQuery(_Query):
 _MODEL_NAME = [
     validate.Length(max=MAX_MODEL_FILTER),
     validate.ContainsNoneOf(["\x00"], error="must not contain NUL characters"),
 ]
 
 
+class LLMUsageExportQuery(_Query):
     """Query parameters of ``GET llm-usage/export.csv``: the list's filters."""
 
     model = fields.String(validate=_MODEL_NAME)  # a case-insensitive substring
