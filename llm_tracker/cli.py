@@ -1,15 +1,66 @@
-"""``flask spool ...`` and the other commands the library adds to an app."""
+"""The ``flask`` commands the library adds to an app (``register_commands``).
+
+- ``flask spool status | replay | dead``: rows kept while the database was unreachable.
+- ``flask chat "prompt"``: one tracked call, to see a row appear.
+- ``flask reprice`` and ``flask prices missing``: cost rows again with today's rules, and
+  list the models no price source knows.
+- ``flask rollup rebuild``: recompute the rollup tables from the raw rows.
+
+The admin app's own commands (users) are in ``admin_app/cli.py``.
+"""
 
 from __future__ import annotations
 
+import sys
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
 import click
 from flask import Flask
-from flask.cli import AppGroup
+from flask.cli import AppGroup, with_appcontext
 
-from .chat_cli import chat_command
-from .cost_cli import prices_cli, reprice_command
+from .database import as_utc
+from .llm_tracker import LLMTracker
+from .pricing import GENAI_PRICES_VERSION, format_money
 from .recording import get_spool
-from .rollup_cli import rollup_cli
+from .reprice import count_rows, missing_prices, reprice
+from .rollup import rebuild, rebuild_windows
+
+# --- parameter types ------------------------------------------------------------------
+
+
+class DateParam(click.ParamType):
+    """A command-line date: a UTC date (``2026-01-31``) or an ISO datetime.
+
+    Converts to an aware UTC ``datetime``. A date means its UTC midnight, or with
+    ``end=True`` the next midnight, so ``--until 2026-01-31`` includes that whole day; a
+    datetime is that instant (naive ones are taken as UTC). Shown as ``DATE`` in help.
+    """
+
+    name = "DATE"
+
+    def __init__(self, end: bool = False) -> None:
+        self.end = end
+
+    def convert(self, value: Any, param: click.Parameter | None,
+                ctx: click.Context | None) -> datetime:
+        if isinstance(value, datetime):
+            return as_utc(value)
+        text = str(value).strip()
+        try:
+            day = date.fromisoformat(text)
+        except ValueError:
+            try:
+                return as_utc(datetime.fromisoformat(text))
+            except ValueError:
+                self.fail(f"{value!r} is not a date (YYYY-MM-DD) or ISO datetime", param, ctx)
+        start = datetime(day.year, day.month, day.day, tzinfo=UTC)
+        # --until 2026-01-31 includes the whole of that day.
+        return start + timedelta(days=1) if self.end else start
+
+
+# --- flask spool ----------------------------------------------------------------------
 
 spool_cli = AppGroup("spool", help="Rows kept while the database was unreachable.")
 
@@ -63,6 +114,144 @@ def spool_dead() -> None:
                 f"line {entry.line[:120]!r}" if entry.line else "no row")
         click.echo(f"{entry.dead_at}  {what}: {entry.reason}")
     click.echo(f"{len(entries)} dead letter(s); the rows are kept in full in {dead.path}")
+
+
+# --- flask chat -----------------------------------------------------------------------
+
+
+@click.command("chat")
+@click.argument("prompt")
+@click.option("--json", "json_mode", is_flag=True, help="Ask the model for a JSON object.")
+@click.option("--user-id", type=int, default=None, help="User id stored on the row.")
+@click.option("--node", "node_name", default="unknown", show_default=True,
+              help="Node name stored on the row.")
+@with_appcontext
+def chat_command(prompt: str, json_mode: bool, user_id: int | None, node_name: str) -> None:
+    """Send PROMPT to the configured provider, record the call, print reply and usage."""
+    state = {"user_id": user_id, "source_type": "cli"}
+    try:
+        content, usage = LLMTracker.call_and_track(
+            [{"role": "user", "content": prompt}],
+            json_mode=json_mode, node_name=node_name, state=state)
+    except ValueError as exc:
+        # Configuration errors and the empty reply: the message says it all.
+        raise click.ClickException(str(exc)) from exc
+    except Exception as exc:  # the provider's error: its row is recorded with success=False
+        raise click.ClickException(f"{type(exc).__name__}: {exc}") from exc
+    click.echo(content)
+    click.echo("--- usage ---")
+    for key, value in usage.items():
+        click.echo(f"{key}: {value}")
+
+
+# --- flask reprice, flask prices missing ----------------------------------------------
+
+# Ranges with more rows than this get a progress bar.
+PROGRESS_MIN_ROWS = 10_000
+
+
+def _usd(value: Decimal, rows: int, unpriced: int) -> str:
+    # Rows no price source knew have no cost: a sum of none of them is not $0.
+    if rows and unpriced == rows:
+        return "unpriced"
+    return f"{format_money(value)} USD"
+
+
+@click.command("reprice")
+@with_appcontext
+@click.option("--since", type=DateParam(), required=True,
+              help="First day (UTC) or instant to reprice.")
+@click.option("--until", type=DateParam(end=True), default=None,
+              help="Last day (UTC, included) or instant (excluded); default: now.")
+@click.option("--dry-run", is_flag=True, help="Compute and report; write nothing.")
+@click.option("--batch-size", type=click.IntRange(1), default=1000, show_default=True,
+              help="Rows per transaction.")
+def reprice_command(since: datetime, until: datetime | None, dry_run: bool,
+                    batch_size: int) -> None:
+    """Recompute the cost of rows in a date range with today's rules and price data."""
+    if until is not None and until <= since:
+        raise click.BadParameter("--until must be after --since", param_hint="--until")
+    total = count_rows(since, until)
+    if total > PROGRESS_MIN_ROWS:
+        # On stderr, so the report on stdout stays clean for scripts.
+        with click.progressbar(length=total, label="repricing", file=sys.stderr) as bar:
+            report = reprice(since, until, dry_run=dry_run, batch_size=batch_size,
+                             on_batch=bar.update)
+    else:
+        report = reprice(since, until, dry_run=dry_run, batch_size=batch_size)
+    t = report.total
+    end = until.isoformat() if until else "now"
+    click.echo(f"rows {since.isoformat()} .. {end}: {t.rows} "
+               f"(genai-prices {GENAI_PRICES_VERSION})")
+    click.echo(f"rows changed: {t.changed}"
+               + (" (dry run: nothing written)" if dry_run else ""))
+    click.echo(f"total cost: {_usd(t.before, t.rows, t.unpriced_before)} -> "
+               f"{_usd(t.after, t.rows, t.unpriced_after)}")
+    click.echo(f"unpriced rows: {t.unpriced_before} -> {t.unpriced_after}")
+    changed = {m: v for m, v in report.by_model.items() if v.changed}
+    if changed:
+        click.echo("per model (models with changed rows):")
+        width = max(len(m) for m in changed)
+        for model, v in sorted(changed.items(), key=lambda kv: (-kv[1].changed, kv[0])):
+            click.echo(f"  {model:<{width}}  {v.changed}/{v.rows} rows changed  "
+                       f"{_usd(v.before, v.rows, v.unpriced_before)} -> "
+                       f"{_usd(v.after, v.rows, v.unpriced_after)}  "
+                       f"unpriced {v.unpriced_before} -> {v.unpriced_after}")
+
+
+prices_cli = AppGroup("prices", help="Price data and the models it does not know.")
+
+
+@prices_cli.command("missing")
+def prices_missing() -> None:
+    """List models with unpriced calls (no rule or price data knew them), most calls first."""
+    rows = missing_prices()
+    if not rows:
+        click.echo("every recorded call is priced")
+        return
+    header = ("calls", "provider", "model", "deployment", "first seen", "last seen",
+              "priced now")
+    table = [header] + [
+        (str(r.calls), r.provider or "-", r.model, r.deployment or "-",
+         r.first_seen.date().isoformat(), r.last_seen.date().isoformat(),
+         "yes: run reprice" if r.priced_now else "no")
+        for r in rows
+    ]
+    widths = [max(len(row[i]) for row in table) for i in range(len(header))]
+    for row in table:
+        click.echo("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True))
+                   .rstrip())
+    oldest = min(r.first_seen for r in rows).date().isoformat()
+    click.echo(f"\n{sum(r.calls for r in rows)} unpriced call(s). Add a rule to "
+               "LLM_TRACKER_CUSTOM_PRICES (or map the Azure deployment in "
+               "LLM_TRACKER_AZURE_DEPLOYMENTS), then run: "
+               f"flask --app wsgi reprice --since {oldest}")
+
+
+# --- flask rollup rebuild -------------------------------------------------------------
+
+rollup_cli = AppGroup("rollup", help="The rollup tables (15-minute and daily sums) the "
+                      "statistics read.")
+
+
+@rollup_cli.command("rebuild")
+@click.option("--since", type=DateParam(), default=None,
+              help="Rebuild from this day (UTC; a datetime means its day) on; "
+                   "default: everything.")
+@click.option("--batch-days", type=click.IntRange(1), default=1, show_default=True,
+              help="Days of raw rows per transaction.")
+def rollup_rebuild(since: datetime | None, batch_days: int) -> None:
+    """Recompute the rollups from the raw rows (after rows were written or changed outside
+    record_usage / reprice, or to check them); safe while the application records."""
+    step = timedelta(days=batch_days)
+    windows = rebuild_windows(since, step)
+    # On stderr, so the summary on stdout stays clean for scripts.
+    with click.progressbar(length=len(windows), label="rebuilding rollups",
+                           file=sys.stderr) as bar:
+        written = rebuild(since, step=step, on_batch=bar.update, windows=windows)
+    start = windows[0][0].date().isoformat() if windows[0][0] is not None else "the first row"
+    click.echo(f"15-minute rollup rows written: {written} (from {start} on, "
+               f"{len(windows)} batch(es) of {batch_days} day(s))")
 
 
 def register_commands(app: Flask) -> None:

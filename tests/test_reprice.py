@@ -7,7 +7,7 @@ from decimal import Decimal
 
 from sqlalchemy import select, update
 
-import llm_tracker.cost_cli as cost_cli
+import llm_tracker.cli as cli
 from llm_tracker import LLMUsage, db, record_usage
 from llm_tracker.pricing import GENAI_PRICES_VERSION
 from llm_tracker.reprice import reprice
@@ -187,7 +187,7 @@ def test_progress_bar_on_large_ranges(make_app, monkeypatch):
         for day in (1, 2, 3):
             record_usage("acme-llm-7", prompt_tokens=1_000_000, created_at=at(day))
     app = make_app(LLM_TRACKER_CUSTOM_PRICES=[ACME_RULE])
-    monkeypatch.setattr(cost_cli, "PROGRESS_MIN_ROWS", 2)
+    monkeypatch.setattr(cli, "PROGRESS_MIN_ROWS", 2)
     result = app.test_cli_runner().invoke(args=["reprice", "--since", "2026-02-01",
                                                 "--batch-size", "1"])
     assert result.exit_code == 0, result.output
