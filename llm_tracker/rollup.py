@@ -38,7 +38,6 @@ from .database import MONEY_SCALE, as_utc, db
 from .models import NO_PROVIDER, NO_USER, LLMUsage, LLMUsageRollup, LLMUsageRollupDay
 
 _RAW = LLMUsage.__table__
-ROLLUP = LLMUsageRollup.__table__
 KEY_COLUMNS = ("bucket", "model", "provider", "user_id", "node_name", "success")
 TOKEN_COLUMNS = ("prompt_tokens", "completion_tokens", "total_tokens", "cached_tokens",
                  "cache_write_tokens", "reasoning_tokens")
@@ -113,19 +112,6 @@ def lock_writers(conn: Connection) -> None:
     """
     if conn.dialect.name == "postgresql":
         conn.execute(text(f"LOCK TABLE {_RAW.name} IN SHARE ROW EXCLUSIVE MODE"))
-
-
-BUCKET = QUARTER.step
-
-
-def bucket_floor(instant: datetime) -> datetime:
-    """The start of the 15-minute UTC bucket holding ``instant``."""
-    return QUARTER.floor(instant)
-
-
-def bucket_ceil(instant: datetime) -> datetime:
-    """The first 15-minute bucket start at or after ``instant``."""
-    return QUARTER.ceil(instant)
 
 
 Piece = tuple[Level | None, datetime | None, datetime | None]
@@ -283,11 +269,6 @@ def rollup_keys(row: Mapping[str, Any]) -> list[tuple[Any, ...]]:
     rest = (row["model"], NO_PROVIDER if provider is None else provider,
             NO_USER if user_id is None else user_id, row["node_name"], bool(row["success"]))
     return [(level.name, level.floor(row["created_at"]), *rest) for level in LEVELS]
-
-
-def rollup_key(row: Mapping[str, Any]) -> tuple[Any, ...]:
-    """The 15-minute rollup key of one raw row."""
-    return rollup_keys(row)[-1][1:]
 
 
 def cost_delta(old: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, Any]:

@@ -15,23 +15,23 @@ from sqlalchemy import func, insert, select
 
 from llm_tracker import LLMUsage, db, get_spool, record_usage
 from llm_tracker.models import NO_PROVIDER, NO_USER
-from llm_tracker.rollup import bucket_ceil, bucket_floor
+from llm_tracker.rollup import QUARTER
 
 
 def utc(*args) -> datetime:
     return datetime(*args, tzinfo=UTC)
 
 
-def test_bucket_floor_and_ceil():
-    assert bucket_floor(utc(2026, 1, 1, 10, 7, 3, 5)) == utc(2026, 1, 1, 10, 0)
-    assert bucket_floor(utc(2026, 1, 1, 10, 15)) == utc(2026, 1, 1, 10, 15)
-    assert bucket_floor(utc(2026, 1, 1, 10, 59, 59, 999999)) == utc(2026, 1, 1, 10, 45)
-    assert bucket_ceil(utc(2026, 1, 1, 10, 15)) == utc(2026, 1, 1, 10, 15)
-    assert bucket_ceil(utc(2026, 1, 1, 10, 15, 0, 1)) == utc(2026, 1, 1, 10, 30)
-    assert bucket_ceil(utc(2026, 1, 1, 23, 50)) == utc(2026, 1, 2, 0, 0)
+def test_quarter_floor_and_ceil():
+    assert QUARTER.floor(utc(2026, 1, 1, 10, 7, 3, 5)) == utc(2026, 1, 1, 10, 0)
+    assert QUARTER.floor(utc(2026, 1, 1, 10, 15)) == utc(2026, 1, 1, 10, 15)
+    assert QUARTER.floor(utc(2026, 1, 1, 10, 59, 59, 999999)) == utc(2026, 1, 1, 10, 45)
+    assert QUARTER.ceil(utc(2026, 1, 1, 10, 15)) == utc(2026, 1, 1, 10, 15)
+    assert QUARTER.ceil(utc(2026, 1, 1, 10, 15, 0, 1)) == utc(2026, 1, 1, 10, 30)
+    assert QUARTER.ceil(utc(2026, 1, 1, 23, 50)) == utc(2026, 1, 2, 0, 0)
     # Aware non-UTC input: the bucket is still a UTC one (+05:45 is 10:07 UTC here).
     kathmandu = datetime(2026, 1, 1, 15, 52, tzinfo=timezone_offset(5, 45))
-    assert bucket_floor(kathmandu) == utc(2026, 1, 1, 10, 0)
+    assert QUARTER.floor(kathmandu) == utc(2026, 1, 1, 10, 0)
 
 
 def timezone_offset(hours: int, minutes: int):
