@@ -49,15 +49,6 @@
     return data;
   }
 
-  // Responses can arrive out of order when filters change quickly; only the latest counts.
-  let requestSeq = 0;
-
-  // data-state and data-loads tell tests (and anyone curious) that a load has finished.
-  function finished(state) {
-    body.dataset.state = state;
-    body.dataset.loads = String(Number(body.dataset.loads || 0) + 1);
-  }
-
   // --- formatting ---------------------------------------------------------------------
 
   const intFormat = new Intl.NumberFormat("en-US");
@@ -171,6 +162,32 @@
     }
     const prefix = err.kind === "network" ? "Network error: " : "Error from the API: ";
     showStatus("error", prefix, el("span", { class: "message" }, err.message));
+  }
+
+  // --- one load, the same on every page -----------------------------------------------
+
+  // Responses can arrive out of order when filters change quickly; only the latest counts.
+  let requestSeq = 0;
+
+  // Fetch url and draw the answer with render(data), after clearing the status line (render
+  // sets it again to say a result is empty). An error goes to the status line (an expired
+  // session with its login link) and failed() hides what the page can no longer show.
+  // data-state and data-loads tell tests (and anyone curious) that a load has finished.
+  async function loadPage(url, render, failed = () => {}) {
+    const seq = ++requestSeq;
+    body.dataset.state = "loading";
+    const { data, error } = await getJSON(url).then(
+      (answer) => ({ data: answer }), (err) => ({ error: err }));
+    if (seq !== requestSeq) return;
+    if (error) {
+      showError(error);
+      failed();
+    } else {
+      clearStatus();
+      render(data);
+    }
+    body.dataset.state = error ? "error" : "ready";
+    body.dataset.loads = String(Number(body.dataset.loads || 0) + 1);
   }
 
   // --- filter forms kept in the URL ---------------------------------------------------
@@ -375,51 +392,39 @@
     empty.hidden = false;
   }
 
+  function renderDashboard(data, params) {
+    const granularity = params.get("granularity");
+    const start = params.get("start_date");
+    const end = params.get("end_date");
+    const zone = params.get("tz");
+    const filtered = start || end || params.get("user_id");
+    const [step, window] = GRANULARITY_TEXT[granularity] || [granularity, ""];
+    let span = window;
+    if (start && end) span = `${start} to ${end}`;
+    else if (start) span = `since ${start}`;
+    else if (end) span = `${window.replace("the last", "the")} up to ${end}`;
+    renderCards(data.summary);
+    document.getElementById("range-note").textContent = start || end
+      ? `Totals for ${start || "the beginning"} to ${end || "now"}, ${zone}.`
+      : `Totals for all recorded calls; dates in ${zone}.`;
+    renderChart(data.series || [], granularity, `${step}, ${span}, ${zone}`);
+    renderByModel(data.by_model, params);
+    if (data.summary.total_calls === 0 && !filtered) {
+      showStatus("empty", "No LLM calls recorded yet. Rows appear here as soon as your "
+        + "application records calls (UsageHandler, call_and_track or record_usage).");
+    } else if (data.summary.total_calls === 0) {
+      showStatus("empty", "No calls match these filters.");
+    }
+  }
+
   function initDashboard() {
     const form = document.getElementById("filters");
-    const load = async () => {
+    setupFilters(form, () => {
       const params = currentParams({ granularity: "month", tz: browserZone });
       fillForm(form, params);
-      const seq = ++requestSeq;
-      body.dataset.state = "loading";
-      let data;
-      try {
-        data = await getJSON(`${urls.stats}?${params}`);
-      } catch (err) {
-        if (seq !== requestSeq) return;
-        showError(err);
-        hideDashboard();
-        finished("error");
-        return;
-      }
-      if (seq !== requestSeq) return;
-      const granularity = params.get("granularity");
-      const start = params.get("start_date");
-      const end = params.get("end_date");
-      const zone = params.get("tz");
-      const filtered = start || end || params.get("user_id");
-      const [step, window] = GRANULARITY_TEXT[granularity] || [granularity, ""];
-      let span = window;
-      if (start && end) span = `${start} to ${end}`;
-      else if (start) span = `since ${start}`;
-      else if (end) span = `${window.replace("the last", "the")} up to ${end}`;
-      renderCards(data.summary);
-      document.getElementById("range-note").textContent = start || end
-        ? `Totals for ${start || "the beginning"} to ${end || "now"}, ${zone}.`
-        : `Totals for all recorded calls; dates in ${zone}.`;
-      renderChart(data.series || [], granularity, `${step}, ${span}, ${zone}`);
-      renderByModel(data.by_model, params);
-      if (data.summary.total_calls === 0 && !filtered) {
-        showStatus("empty", "No LLM calls recorded yet. Rows appear here as soon as your "
-          + "application records calls (UsageHandler, call_and_track or record_usage).");
-      } else if (data.summary.total_calls === 0) {
-        showStatus("empty", "No calls match these filters.");
-      } else {
-        clearStatus();
-      }
-      finished("ready");
-    };
-    setupFilters(form, load);
+      return loadPage(`${urls.stats}?${params}`, (data) => renderDashboard(data, params),
+        hideDashboard);
+    });
   }
 
   // --- usage list ---------------------------------------------------------------------
@@ -427,15 +432,65 @@
   const FILTER_KEYS = ["user_id", "model", "model_exact", "success", "priced", "start_date",
     "end_date"];
 
-  function initUsage() {
-    const form = document.getElementById("filters");
+  function renderUsage(data, params) {
     const table = document.getElementById("usage");
     const empty = document.getElementById("usage-empty");
+    const zone = params.get("tz");
+    table.querySelector("tbody").replaceChildren(...data.results.map((r) => el("tr",
+      { dataset: { id: r.id }, class: r.success ? null : "failed" },
+      el("td", {}, el("a", { href: `${urls.usagePage}/${encodeURIComponent(r.id)}?${
+        new URLSearchParams({ tz: zone })}` }, fmtTime(r.created_at, zone))),
+      el("td", {}, r.username ?? (r.user_id === null ? "—" : `#${r.user_id}`)),
+      el("td", {}, r.model),
+      el("td", {}, r.node_name ?? "—"),
+      el("td", { class: "num" }, fmtInt(r.prompt_tokens)),
+      el("td", { class: "num" }, fmtInt(r.completion_tokens)),
+      el("td", { class: "num" }, fmtInt(r.total_tokens)),
+      el("td", { class: `num${r.cost_usd === null ? " unpriced" : ""}`,
+        title: fmtExactUSD(r.cost_usd) }, fmtUSD(r.cost_usd)),
+      el("td", { class: "num" }, r.latency_ms === null ? "—" : `${fmtInt(r.latency_ms)} ms`),
+      el("td", { title: r.error }, r.success ? "ok" : "failed"))));
+
+    const pages = Math.max(1, Math.ceil(data.total / data.page_size));
+    const filtered = FILTER_KEYS.some((k) => params.get(k));
+    table.hidden = data.results.length === 0;
+    empty.hidden = data.results.length !== 0;
+    if (data.total === 0) {
+      empty.textContent = filtered ? "No rows match these filters."
+        : "No LLM calls recorded yet.";
+    } else if (data.results.length === 0) {
+      empty.textContent = `Page ${data.page} is past the end (${pages} pages).`;
+    }
+    document.getElementById("pager").hidden = data.total === 0;
+    document.getElementById("page-info").textContent =
+      `Page ${fmtInt(data.page)} of ${fmtInt(pages)} · ${fmtInt(data.total)} rows`;
+    const pageLink = (link, target, enabled) => {
+      const query = new URLSearchParams(params);
+      query.set("page", String(target));
+      link.href = `?${query}`;
+      link.classList.toggle("disabled", !enabled);
+      if (enabled) link.removeAttribute("aria-disabled");
+      else link.setAttribute("aria-disabled", "true");
+    };
+    pageLink(document.getElementById("prev"), data.page - 1, data.page > 1);
+    pageLink(document.getElementById("next"), data.page + 1, data.page < pages);
+  }
+
+  function hideUsage() {
+    document.getElementById("usage").hidden = true;
+    document.getElementById("pager").hidden = true;
+    const empty = document.getElementById("usage-empty");
+    empty.textContent = "No rows: the list could not be loaded (see the message above).";
+    empty.hidden = false;
+  }
+
+  function initUsage() {
+    const form = document.getElementById("filters");
     const pager = document.getElementById("pager");
     const exportLink = document.getElementById("export");
     const exactChip = document.getElementById("model-exact");
 
-    const load = async () => {
+    const load = () => {
       const params = currentParams({ tz: browserZone });
       fillForm(form, params);
       // The dashboard's model links filter on one exact name: shown, and removable.
@@ -446,63 +501,7 @@
       exportParams.delete("page");
       exportParams.delete("page_size");
       exportLink.href = `${urls.export}${exportParams.size ? `?${exportParams}` : ""}`;
-      const zone = params.get("tz");
-      const seq = ++requestSeq;
-      body.dataset.state = "loading";
-      let data;
-      try {
-        data = await getJSON(`${urls.usage}?${params}`);
-      } catch (err) {
-        if (seq !== requestSeq) return;
-        showError(err);
-        table.hidden = true;
-        pager.hidden = true;
-        empty.textContent = "No rows: the list could not be loaded (see the message above).";
-        empty.hidden = false;
-        finished("error");
-        return;
-      }
-      if (seq !== requestSeq) return;
-      clearStatus();
-      table.querySelector("tbody").replaceChildren(...data.results.map((r) => el("tr",
-        { dataset: { id: r.id }, class: r.success ? null : "failed" },
-        el("td", {}, el("a", { href: `${urls.usagePage}/${encodeURIComponent(r.id)}?${
-          new URLSearchParams({ tz: zone })}` }, fmtTime(r.created_at, zone))),
-        el("td", {}, r.username ?? (r.user_id === null ? "—" : `#${r.user_id}`)),
-        el("td", {}, r.model),
-        el("td", {}, r.node_name ?? "—"),
-        el("td", { class: "num" }, fmtInt(r.prompt_tokens)),
-        el("td", { class: "num" }, fmtInt(r.completion_tokens)),
-        el("td", { class: "num" }, fmtInt(r.total_tokens)),
-        el("td", { class: `num${r.cost_usd === null ? " unpriced" : ""}`,
-          title: fmtExactUSD(r.cost_usd) }, fmtUSD(r.cost_usd)),
-        el("td", { class: "num" }, r.latency_ms === null ? "—" : `${fmtInt(r.latency_ms)} ms`),
-        el("td", { title: r.error }, r.success ? "ok" : "failed"))));
-
-      const pages = Math.max(1, Math.ceil(data.total / data.page_size));
-      const filtered = FILTER_KEYS.some((k) => params.get(k));
-      table.hidden = data.results.length === 0;
-      empty.hidden = data.results.length !== 0;
-      if (data.total === 0) {
-        empty.textContent = filtered ? "No rows match these filters."
-          : "No LLM calls recorded yet.";
-      } else if (data.results.length === 0) {
-        empty.textContent = `Page ${data.page} is past the end (${pages} pages).`;
-      }
-      pager.hidden = data.total === 0;
-      document.getElementById("page-info").textContent =
-        `Page ${fmtInt(data.page)} of ${fmtInt(pages)} · ${fmtInt(data.total)} rows`;
-      const pageLink = (link, target, enabled) => {
-        const query = new URLSearchParams(params);
-        query.set("page", String(target));
-        link.href = `?${query}`;
-        link.classList.toggle("disabled", !enabled);
-        if (enabled) link.removeAttribute("aria-disabled");
-        else link.setAttribute("aria-disabled", "true");
-      };
-      pageLink(document.getElementById("prev"), data.page - 1, data.page > 1);
-      pageLink(document.getElementById("next"), data.page + 1, data.page < pages);
-      finished("ready");
+      return loadPage(`${urls.usage}?${params}`, (data) => renderUsage(data, params), hideUsage);
     };
 
     exactChip.querySelector("[data-action=clear-model-exact]").addEventListener("click", () => {
@@ -550,17 +549,7 @@
     return value === null || value === "" ? "—" : String(value);
   }
 
-  async function initDetail() {
-    const section = document.getElementById("detail");
-    body.dataset.state = "loading";
-    let row;
-    try {
-      row = await getJSON(section.dataset.api);
-    } catch (err) {
-      showError(err);
-      finished("error");
-      return;
-    }
+  function renderDetail(row) {
     const known = new Set(DETAIL_FIELDS.map(([key]) => key).concat(["user_id", "metadata"]));
     const extra = Object.keys(row).filter((key) => !known.has(key)).sort()
       .map((key) => [key, key]);
@@ -576,11 +565,14 @@
     if (document.referrer.startsWith(`${location.origin}${urls.usagePage}?`)) {
       back.href = document.referrer; // back to the filtered list the row was opened from
     }
-    section.hidden = false;
-    finished("ready");
+    document.getElementById("detail").hidden = false;
   }
 
-  const init = { dashboard: initDashboard, usage: initUsage, detail: initDetail }[body.dataset.page];
+  const init = {
+    dashboard: initDashboard,
+    usage: initUsage,
+    detail: () => loadPage(document.getElementById("detail").dataset.api, renderDetail),
+  }[body.dataset.page];
   if (init) init();
 
   // For tests and the console: the same formatting the pages use.
