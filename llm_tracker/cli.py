@@ -12,7 +12,7 @@ The admin app's own commands (users) are in ``admin_app/cli.py``.
 from __future__ import annotations
 
 import sys
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -20,8 +20,8 @@ import click
 from flask import Flask
 from flask.cli import AppGroup, with_appcontext
 
-from .database import as_utc
 from .llm_tracker import LLMTracker
+from .params import parse_when
 from .pricing import GENAI_PRICES_VERSION, format_money
 from .recording import get_spool
 from .reprice import count_rows, missing_prices, reprice
@@ -45,19 +45,14 @@ class DateParam(click.ParamType):
 
     def convert(self, value: Any, param: click.Parameter | None,
                 ctx: click.Context | None) -> datetime:
-        if isinstance(value, datetime):
-            return as_utc(value)
-        text = str(value).strip()
         try:
-            day = date.fromisoformat(text)
+            # --until 2026-01-31 includes the whole of that day; a datetime is excluded.
+            when = parse_when(value, UTC, end=self.end, inclusive=False)
         except ValueError:
-            try:
-                return as_utc(datetime.fromisoformat(text))
-            except ValueError:
-                self.fail(f"{value!r} is not a date (YYYY-MM-DD) or ISO datetime", param, ctx)
-        start = datetime(day.year, day.month, day.day, tzinfo=UTC)
-        # --until 2026-01-31 includes the whole of that day.
-        return start + timedelta(days=1) if self.end else start
+            when = None
+        if when is None:
+            self.fail(f"{value!r} is not a date (YYYY-MM-DD) or ISO datetime", param, ctx)
+        return when
 
 
 # --- flask spool ----------------------------------------------------------------------

@@ -11,7 +11,7 @@ from langchain_core.outputs import ChatGeneration, LLMResult
 
 from .handler import UsageHandler
 from .llm_service import get_llm_service
-from .models import LLMUsage
+from .models import REPORTED_TOKEN_COLUMNS, LLMUsage
 from .pricing import format_money
 from .run_result import normalise_model, usage_from_metadata
 
@@ -19,8 +19,7 @@ EMPTY_MESSAGES = "Messages cannot be empty"
 EMPTY_RESPONSE = "LLM returned empty response"
 # What call_and_track reports, read from the stored row. cost_usd is a decimal string
 # ("0.000151500"), None when the model is unpriced, as in the JSON API.
-USAGE_KEYS = ("model", "prompt_tokens", "completion_tokens", "total_tokens", "cached_tokens",
-              "reasoning_tokens", "latency_ms", "cost_usd")
+USAGE_KEYS = ("model", *REPORTED_TOKEN_COLUMNS, "latency_ms", "cost_usd")
 
 
 def _is_empty(text: str) -> bool:

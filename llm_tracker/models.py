@@ -71,6 +71,14 @@ class LLMUsage(db.Model):
         return f"<LLMUsage {self.model} {self.total_tokens} tok {self.created_at:%Y-%m-%d %H:%M}>"
 
 
+# Derived from the table, so a column is declared once (as a Mapped attribute above).
+TOKEN_COLUMNS = tuple(col.key for col in LLMUsage.__table__.c if col.key.endswith("_tokens"))
+MONEY_COLUMNS = tuple(col.key for col in LLMUsage.__table__.c if isinstance(col.type, Money))
+# The counts the statistics and call_and_track report (the seed's keys): cache writes are
+# priced, not reported.
+REPORTED_TOKEN_COLUMNS = tuple(name for name in TOKEN_COLUMNS if name != "cache_write_tokens")
+
+
 # The rollup's key columns are NOT NULL: a unique key treats NULLs as distinct on SQLite
 # and PostgreSQL alike, so ON CONFLICT would never match a NULL provider or user. These
 # stand for NULL instead; readers map them back. NO_USER is the one 64-bit value
@@ -128,6 +136,13 @@ class LLMUsageRollupDay(_RollupColumns, db.Model):
     __table_args__ = (
         Index("ix_llm_tracker_usage_rollup_day_user_id_bucket", "user_id", "bucket"),
     )
+
+
+def is_admin(user: Any) -> bool:
+    """The admin rule, for ``User`` or any Flask-Login user: an active account that is staff
+    or superuser."""
+    return bool(getattr(user, "is_active", False)
+                and (getattr(user, "is_staff", False) or getattr(user, "is_superuser", False)))
 
 
 def new_session_token() -> str:
@@ -200,7 +215,7 @@ class User(UserMixin, db.Model):
     @property
     def is_admin(self) -> bool:
         """Active and staff or superuser: may read the admin API."""
-        return bool(self.is_active and (self.is_staff or self.is_superuser))
+        return is_admin(self)
 
     def __repr__(self) -> str:
         return f"<User {self.username}>"

@@ -24,7 +24,7 @@ import logging
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -35,7 +35,9 @@ from genai_prices.types import ModelInfo, ModelPrice, Provider, TieredPrices, Us
 from genai_prices.units import UnitRegistry
 from genai_prices.validation import validate_priced_units
 
-from .database import MONEY_QUANTUM, as_utc
+from .database import MONEY_QUANTUM
+from .models import MONEY_COLUMNS
+from .params import parse_when
 
 if TYPE_CHECKING:
     from flask import Flask
@@ -43,8 +45,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger("llm_tracker")
 
 GENAI_PRICES_VERSION: str = genai_prices.__version__
-PRICE_COLUMNS = ("cost_usd", "input_cost_usd", "output_cost_usd", "cache_savings_usd",
-                 "price_source")
+PRICE_COLUMNS = (*MONEY_COLUMNS, "price_source")
 CACHE_HIT_SOURCE = "llm-cache hit"
 _MTOK = Decimal(1_000_000)
 _ZERO = Decimal(0)
@@ -293,21 +294,14 @@ def _rule_price(index: int, pattern: Any, field: str, value: Any) -> Decimal:
 def _rule_start(index: int, pattern: Any, value: Any) -> datetime | None:
     if value is None:
         return None
-    if isinstance(value, datetime):
-        return as_utc(value)
-    if isinstance(value, date):
-        return datetime(value.year, value.month, value.day, tzinfo=UTC)
-    if isinstance(value, str):
-        try:
-            day = date.fromisoformat(value.strip())
-            return datetime(day.year, day.month, day.day, tzinfo=UTC)
-        except ValueError:
-            try:
-                return as_utc(datetime.fromisoformat(value.strip()))
-            except ValueError:
-                pass
-    raise _rule_error(index, pattern, "start_date must be a date (YYYY-MM-DD) or an ISO "
-                      f"datetime, got {value!r}")
+    try:
+        start = parse_when(value, UTC, name="start_date")
+    except ValueError:
+        start = None
+    if start is None:  # blank, unparseable or not a date at all
+        raise _rule_error(index, pattern, "start_date must be a date (YYYY-MM-DD) or an ISO "
+                          f"datetime, got {value!r}")
+    return start
 
 
 def parse_rule(index: int, raw: Any) -> PriceRule:

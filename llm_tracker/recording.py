@@ -25,8 +25,8 @@ from sqlalchemy.orm import configure_mappers
 
 from . import rollup
 from .database import as_utc, db, utcnow
-from .models import NO_USER, LLMUsage
-from .pricing import PRICE_COLUMNS, get_pricer
+from .models import MONEY_COLUMNS, NO_USER, TOKEN_COLUMNS, LLMUsage
+from .pricing import get_pricer
 
 logger = logging.getLogger("llm_tracker")
 
@@ -37,9 +37,8 @@ _EXTRA_COLUMNS = frozenset(
     {"id", "run_id", "requested_model", "deployment", "node_name", "cache_write_tokens",
      "latency_ms"}
 )
-_TOKEN_FIELDS = ("prompt_tokens", "completion_tokens", "cached_tokens", "reasoning_tokens",
-                 "cache_write_tokens")
-_MONEY_COLUMNS = tuple(c for c in PRICE_COLUMNS if c.endswith("_usd"))
+# The counts a caller gives (the total is derived from two of them).
+_TOKEN_FIELDS = tuple(name for name in TOKEN_COLUMNS if name != "total_tokens")
 
 
 def record_usage(
@@ -304,7 +303,7 @@ def encode_row(values: Mapping[str, Any]) -> str:
     row = dict(values)
     row["id"] = str(row["id"])
     row["created_at"] = row["created_at"].isoformat()
-    for name in _MONEY_COLUMNS:
+    for name in MONEY_COLUMNS:
         if row.get(name) is not None:
             row[name] = str(row[name])
     return json.dumps(row, separators=(",", ":"), default=str)
@@ -317,7 +316,7 @@ def decode_row(line: str) -> dict[str, Any]:
         raise ValueError("not a JSON object")
     row["id"] = uuid.UUID(row["id"])
     row["created_at"] = as_utc(datetime.fromisoformat(row["created_at"]))
-    for name in _MONEY_COLUMNS:
+    for name in MONEY_COLUMNS:
         if row.get(name) is not None:
             row[name] = Decimal(row[name])
     if "price_source" not in row:

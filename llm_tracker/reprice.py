@@ -13,7 +13,7 @@ from sqlalchemy import and_, bindparam, func, or_, select, update
 from .database import as_utc, db
 from .models import LLMUsage
 from .pricing import PRICE_COLUMNS, get_pricer
-from .rollup import add_delta, apply_deltas, cost_delta, lock_writers, rollup_keys
+from .rollup import add_delta, apply_deltas, cost_delta, lock_writers, rollup_keys, within
 
 _TABLE = LLMUsage.__table__
 _C = _TABLE.c
@@ -68,10 +68,7 @@ def count_rows(since: datetime, until: datetime | None = None) -> int:
 
 
 def _range(since: datetime, until: datetime | None) -> list[Any]:
-    clauses = [_C.created_at >= as_utc(since)]
-    if until is not None:
-        clauses.append(_C.created_at < as_utc(until))
-    return clauses
+    return within(_C.created_at, as_utc(since), as_utc(until) if until is not None else None)
 
 
 def reprice(since: datetime, until: datetime | None = None, *, dry_run: bool = False,

@@ -35,14 +35,22 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.sql import ColumnElement, FromClause
 
 from .database import MONEY_SCALE, as_utc, db
-from .models import NO_PROVIDER, NO_USER, LLMUsage, LLMUsageRollup, LLMUsageRollupDay
+from .models import (
+    MONEY_COLUMNS,
+    NO_PROVIDER,
+    NO_USER,
+    TOKEN_COLUMNS,
+    LLMUsage,
+    LLMUsageRollup,
+    LLMUsageRollupDay,
+)
 
 _RAW = LLMUsage.__table__
-KEY_COLUMNS = ("bucket", "model", "provider", "user_id", "node_name", "success")
-TOKEN_COLUMNS = ("prompt_tokens", "completion_tokens", "total_tokens", "cached_tokens",
-                 "cache_write_tokens", "reasoning_tokens")
-MONEY_COLUMNS = ("cost_usd", "input_cost_usd", "output_cost_usd", "cache_savings_usd")
-SUM_COLUMNS = ("calls", *TOKEN_COLUMNS, "unpriced_calls", *MONEY_COLUMNS)
+_ROLLUP = LLMUsageRollup.__table__
+# The key is the primary key (bucket first); every other column is a sum.
+KEY_COLUMNS = tuple(col.key for col in _ROLLUP.primary_key.columns)
+SUM_COLUMNS = tuple(col.key for col in _ROLLUP.c if not col.primary_key)
+__all__ = ["KEY_COLUMNS", "MONEY_COLUMNS", "SUM_COLUMNS", "TOKEN_COLUMNS"]
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
@@ -117,16 +125,15 @@ def lock_writers(conn: Connection) -> None:
 Piece = tuple[Level | None, datetime | None, datetime | None]
 
 
-def bucket_span(level: Level, lo: datetime | None,
-                hi: datetime | None) -> list[ColumnElement[bool]]:
-    """Conditions selecting ``level``'s buckets in ``[lo, hi)`` (None: open)."""
-    r = level.model
-    span = []
+def within(column: ColumnElement[Any], lo: datetime | None,
+           hi: datetime | None) -> list[ColumnElement[bool]]:
+    """Conditions putting ``column`` (a time or a bucket) in ``[lo, hi)``; None: open."""
+    found = []
     if lo is not None:
-        span.append(r.bucket >= lo)
+        found.append(column >= lo)
     if hi is not None:
-        span.append(r.bucket < hi)
-    return span
+        found.append(column < hi)
+    return found
 
 
 def pieces(lo: datetime | None, hi: datetime | None) -> list[Piece]:
@@ -350,11 +357,7 @@ def rebuild(since: datetime | None = None, *, step: timedelta = timedelta(days=1
 
 def rebuild_window(lo: datetime | None, hi: datetime | None) -> int:
     """Recompute the rollup rows of buckets in ``[lo, hi)`` (bounds at UTC midnights)."""
-    where_raw = []
-    if lo is not None:
-        where_raw.append(_RAW.c.created_at >= lo)
-    if hi is not None:
-        where_raw.append(_RAW.c.created_at < hi)
+    where_raw = within(_RAW.c.created_at, lo, hi)
     with db.engine.begin() as conn:
         dialect = conn.dialect.name
         # Writers wait for this window's transaction, and it for theirs: otherwise a writer
@@ -363,11 +366,7 @@ def rebuild_window(lo: datetime | None, hi: datetime | None) -> int:
         written = 0
         for level in LEVELS:
             table = level.table
-            where = []
-            if lo is not None:
-                where.append(table.c.bucket >= lo)
-            if hi is not None:
-                where.append(table.c.bucket < hi)
+            where = within(table.c.bucket, lo, hi)
             conn.execute(delete(table).where(*where))
             conn.execute(_upsert(dialect, level, rollup_select(_RAW, dialect, level,
                                                                *where_raw)))

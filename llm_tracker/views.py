@@ -18,7 +18,7 @@ from typing import Any
 from flask import Blueprint, Flask, Response, abort, jsonify, request, stream_with_context
 from flask_login import current_user
 from marshmallow import RAISE, Schema, ValidationError, fields, pre_load, validate
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import BadRequest, HTTPException
 
 from .llm_usage import (
     MAX_MODEL_FILTER,
@@ -28,21 +28,18 @@ from .llm_usage import (
     get_llm_usage_list_from_query,
     iter_llm_usage_csv,
 )
-from .llm_usage_stats import (
-    GRANULARITIES,
-    _parse_date,
-    _parse_end_date,
-    _parse_tz,
-    get_token_stats_from_query,
-)
+from .llm_usage_stats import GRANULARITIES, get_token_stats_from_query
+from .models import is_admin
+from .params import USER_ID_MAX, USER_ID_MIN, parse_tz, parse_when
 
-__all__ = ["LLMUsageExportQuery", "LLMUsageQuery", "TokenStatsQuery", "bp",
-           "register_error_handlers"]
+__all__ = ["ADMIN_REQUIRED", "LOGIN_REQUIRED", "LLMUsageExportQuery", "LLMUsageQuery",
+           "TokenStatsQuery", "bp", "is_admin", "register_error_handlers"]
 
 bp = Blueprint("llm_tracker_admin", __name__)
 
-# User ids are 64-bit (the usage column is BIGINT).
-_USER_ID = validate.Range(min=-(2**63) + 1, max=2**63 - 1)
+LOGIN_REQUIRED = "authentication required: log in first"
+ADMIN_REQUIRED = "admin access required (an active staff or superuser account)"
+_USER_ID = validate.Range(min=USER_ID_MIN, max=USER_ID_MAX)
 
 
 def _checked(parse: Callable[[Any], Any]) -> Callable[[Any], None]:
@@ -62,10 +59,11 @@ class _Query(Schema):
     class Meta:
         unknown = RAISE
 
-    start_date = fields.String(validate=_checked(_parse_date))
-    end_date = fields.String(validate=_checked(_parse_end_date))
+    start_date = fields.String(validate=_checked(lambda v: parse_when(v, name="start_date")))
+    end_date = fields.String(validate=_checked(
+        lambda v: parse_when(v, name="end_date", end=True)))
     user_id = fields.Integer(strict=False, validate=_USER_ID)
-    tz = fields.String(validate=_checked(_parse_tz))
+    tz = fields.String(validate=_checked(parse_tz))
 
     @pre_load
     def _drop_empty(self, data: Mapping[str, Any], **_kwargs: Any) -> dict[str, Any]:
@@ -105,10 +103,7 @@ class LLMUsageQuery(LLMUsageExportQuery):
 
 
 def _load(schema: Schema) -> dict[str, Any]:
-    try:
-        return schema.load(request.args.to_dict(flat=True))
-    except ValidationError as exc:
-        abort(400, description=_describe(exc.messages))
+    return schema.load(request.args.to_dict(flat=True))
 
 
 def _describe(messages: Any) -> str:
@@ -120,47 +115,44 @@ def _describe(messages: Any) -> str:
     return str(messages)
 
 
+@bp.errorhandler(ValidationError)
+def _invalid_query(exc: ValidationError) -> Response:
+    return _json_error(BadRequest(description=_describe(exc.messages)))
+
+
+@bp.errorhandler(ValueError)
+def _bad_value(exc: ValueError) -> Response:
+    # The library's parsers and queries say what is wrong with a value in ValueError.
+    return _json_error(BadRequest(description=str(exc)))
+
+
 @bp.before_request
 def _require_admin() -> None:
     # is_anonymous, not is_authenticated: Flask-Login's UserMixin reports a deactivated
     # user as unauthenticated, but a known user without rights gets 403, not 401.
     if current_user.is_anonymous:
-        abort(401, description="authentication required: log in first")
-    user = current_user._get_current_object()
-    is_admin = bool(getattr(user, "is_active", False)
-                    and (getattr(user, "is_staff", False) or getattr(user, "is_superuser", False)))
-    if not is_admin:
-        abort(403, description="admin access required (an active staff or superuser account)")
+        abort(401, description=LOGIN_REQUIRED)
+    if not is_admin(current_user._get_current_object()):
+        abort(403, description=ADMIN_REQUIRED)
 
 
 @bp.get("token-stats/")
 def token_stats() -> Response:
     """Summary, by-model and (with ``granularity``) time-series statistics."""
-    params = _load(TokenStatsQuery())
-    try:
-        return jsonify(get_token_stats_from_query(params))
-    except ValueError as exc:
-        abort(400, description=str(exc))
+    return jsonify(get_token_stats_from_query(_load(TokenStatsQuery())))
 
 
 @bp.get("llm-usage/")
 def llm_usage() -> Response:
     """One page of usage rows, newest first."""
-    params = _load(LLMUsageQuery())
-    try:
-        return jsonify(get_llm_usage_list_from_query(params))
-    except ValueError as exc:
-        abort(400, description=str(exc))
+    return jsonify(get_llm_usage_list_from_query(_load(LLMUsageQuery())))
 
 
 @bp.get("llm-usage/export.csv")
 def llm_usage_export() -> Response:
     """The filtered usage list as CSV, newest first, streamed (no paging)."""
-    params = _load(LLMUsageExportQuery())
-    try:
-        chunks = iter_llm_usage_csv(params)
-    except ValueError as exc:
-        abort(400, description=str(exc))
+    # Filters are checked here, before the first chunk is sent.
+    chunks = iter_llm_usage_csv(_load(LLMUsageExportQuery()))
     return Response(
         stream_with_context(chunks),
         mimetype="text/csv",

@@ -10,13 +10,12 @@ from werkzeug.datastructures import MultiDict
 
 from llm_tracker import db, llm_usage_stats, record_usage
 from llm_tracker.llm_usage_stats import (
-    _parse_date,
-    _parse_end_date,
     get_stats_by_model,
     get_summary_stats,
     get_time_series_stats,
     get_token_stats_from_query,
 )
+from llm_tracker.params import parse_range, parse_when
 
 TOKEN_KEYS = ("total_prompt_tokens", "total_completion_tokens", "total_tokens",
               "total_cached_tokens", "total_reasoning_tokens")
@@ -392,17 +391,17 @@ def test_bad_arguments_raise_value_error(ctx, call, message):
 
 
 def test_date_helpers():
-    assert _parse_date("2026-11-27") == utc(2026, 11, 27)
-    assert _parse_date("2026-11-27T08:00:00+08:00") == utc(2026, 11, 27, 0)
-    assert _parse_date("2026-11-27T08:00:00", "Asia/Shanghai") == utc(2026, 11, 27, 0)
-    assert _parse_date("2026-11-27", "Asia/Kathmandu") == utc(2026, 11, 26, 18, 15)
-    assert _parse_date(None) is None
-    assert _parse_date("  ") is None
-    assert _parse_end_date("2026-11-27") == utc(2026, 11, 27, 23, 59, 59, 999999)
-    assert _parse_end_date("2026-11-27T08:00:00") == utc(2026, 11, 27, 8)
+    assert parse_when("2026-11-27") == utc(2026, 11, 27)
+    assert parse_when("2026-11-27T08:00:00+08:00") == utc(2026, 11, 27, 0)
+    assert parse_when("2026-11-27T08:00:00", "Asia/Shanghai") == utc(2026, 11, 27, 0)
+    assert parse_when("2026-11-27", "Asia/Kathmandu") == utc(2026, 11, 26, 18, 15)
+    assert parse_when(None) is None
+    assert parse_when("  ") is None
+    # Ends are exclusive: a date-only end covers its whole day, a datetime end is included.
+    assert parse_range(None, "2026-11-27") == (None, utc(2026, 11, 28))
+    assert parse_range(None, "2026-11-27T08:00:00") == (None, utc(2026, 11, 27, 8, 0, 0, 1))
     # 2026-03-08 has 23 hours in New York: the day ends at 04:00 UTC.
-    assert _parse_end_date("2026-03-08", "America/New_York") == utc(
-        2026, 3, 9, 3, 59, 59, 999999)
+    assert parse_range(None, "2026-03-08", "America/New_York") == (None, utc(2026, 3, 9, 4))
 
 
 # --- from a query -----------------------------------------------------------------------
