@@ -39,6 +39,7 @@ from wtforms.validators import ValidationError as FormValidationError
 from llm_tracker import User, db
 from llm_tracker.database import utcnow
 from llm_tracker.models import LoginFailures
+from llm_tracker.views import LOGIN_REQUIRED
 
 bp = Blueprint("auth", __name__)
 login_manager = LoginManager()
@@ -317,7 +318,7 @@ def _log_out() -> None:
 def api_me() -> Response:
     """The logged-in user (401 without a session)."""
     if not current_user.is_authenticated:
-        abort(401, description="authentication required: log in first")
+        abort(401, description=LOGIN_REQUIRED)
     return jsonify(_user_json(current_user))
 
 
@@ -394,7 +395,7 @@ def _load_user(session_id: str) -> User | None:
 def _unauthorized() -> Response:
     # API clients get a JSON 401 (through the app's error handler); people get the form.
     if request.path.startswith("/api/"):
-        abort(401, description="authentication required: log in first")
+        abort(401, description=LOGIN_REQUIRED)
     return redirect(url_for("auth.login_page", next=request.full_path.rstrip("?")))
 
 

@@ -16,10 +16,10 @@ from flask_login import current_user, login_required
 from sqlalchemy import select
 
 from llm_tracker import User, db
+from llm_tracker.views import ADMIN_REQUIRED
 
 bp = Blueprint("dashboard", __name__)
 
-ADMIN_REQUIRED = "admin access required (an active staff or superuser account)"
 
 
 def admin_page(view: Callable[..., Any]) -> Callable[..., Any]:
