@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from flask import Flask, current_app
 from flask_sqlalchemy import SQLAlchemy
 from sqlalchemy import BigInteger, DateTime, MetaData, Numeric
 from sqlalchemy.engine import Dialect
@@ -28,6 +29,17 @@ class Base(DeclarativeBase):
 
 
 db = SQLAlchemy(model_class=Base)
+
+if TYPE_CHECKING:
+    # Type checkers cannot see through Flask-SQLAlchemy's generated db.Model.
+    Model = Base
+else:
+    Model = db.Model
+
+
+def current_flask_app() -> Flask:
+    """The Flask app behind ``current_app`` (a thread or handler may keep it)."""
+    return current_app._get_current_object()  # type: ignore[attr-defined]
 
 
 def utcnow() -> datetime:

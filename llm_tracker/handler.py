@@ -13,13 +13,14 @@ from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
 
-from flask import Flask, current_app, has_app_context
+from flask import Flask, has_app_context
 from langchain_core.callbacks import BaseCallbackHandler
 from langchain_core.messages import BaseMessage
 from langchain_core.outputs import LLMResult
 from langchain_core.tracers.context import register_configure_hook
 from typing_extensions import override
 
+from .database import current_flask_app
 from .models import LLMUsage
 from .prompt_batches import Batch, PromptBatches
 from .recording import record_usage
@@ -85,7 +86,7 @@ class UsageHandler(BaseCallbackHandler):
                 raise RuntimeError(
                     "UsageHandler needs a Flask app: create it inside an app context or "
                     "pass app=")
-            app = current_app._get_current_object()
+            app = current_flask_app()
         self.app = app
         self.state: Mapping[str, Any] = state or {}
         self.node_name = node_name
@@ -148,7 +149,7 @@ class UsageHandler(BaseCallbackHandler):
 
     def _app_context(self) -> AbstractContextManager[Any]:
         # Pushing a context costs more than some INSERTs: reuse the one already there.
-        if has_app_context() and current_app._get_current_object() is self.app:
+        if has_app_context() and current_flask_app() is self.app:
             return nullcontext()
         return self.app.app_context()
 

@@ -95,6 +95,7 @@ class LLMTracker:
             raw_response=True,
             callbacks=[handler],
         )
+        assert isinstance(message, AIMessage)  # raw_response=True
         content = message.text
         if _is_empty(content):
             raise ValueError(EMPTY_RESPONSE)

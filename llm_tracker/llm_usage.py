@@ -96,7 +96,7 @@ def _matching_models(substring: str) -> list[str]:
     return sorted(db.session.execute(stmt).scalars())
 
 
-def _rows_stmt(conditions: list[ColumnElement[bool]]) -> Select[Any]:
+def _rows_stmt(conditions: list[ColumnElement[bool]]) -> Select[LLMUsage, str | None]:
     return (
         select(LLMUsage, User.username)
         .outerjoin(User, User.id == LLMUsage.user_id)
@@ -106,7 +106,7 @@ def _rows_stmt(conditions: list[ColumnElement[bool]]) -> Select[Any]:
     )
 
 
-def get_llm_usage_list(page: int | str = 1, page_size: int | str = 20,
+def get_llm_usage_list(page: int | str | None = 1, page_size: int | str | None = 20,
                        user_id: int | str | None = None, model_filter: str | None = None,
                        success_filter: bool | str | None = None,
                        start_date: DateArg = None, end_date: DateArg = None, *,
@@ -121,22 +121,22 @@ def get_llm_usage_list(page: int | str = 1, page_size: int | str = 20,
     the rows no price source knew); dates as in ``llm_usage_stats``. Bad values raise
     ``ValueError``.
     """
-    page = parse_int(page, "page", 1, 1, MAX_PAGE)
-    page_size = parse_int(page_size, "page_size", 20, 1, MAX_PAGE_SIZE)
+    number = parse_int(page, "page", 1, 1, MAX_PAGE)
+    size = parse_int(page_size, "page_size", 20, 1, MAX_PAGE_SIZE)
     query = _parse_query(user_id, model_filter, success_filter, start_date, end_date,
                          tz=tz, priced_filter=priced_filter, model_exact=model_exact)
     if query.filters.model is not None:
         # Exact names, so the (model, created_at) index serves the page and the count.
         models = _matching_models(query.filters.model)
         if not models:
-            return {"results": [], "total": 0, "page": page, "page_size": page_size}
+            return {"results": [], "total": 0, "page": number, "page_size": size}
         query = replace(query, filters=replace(query.filters, models=tuple(models)))
     # Rollup sums for the whole days and 15-minute buckets, raw rows for the edges.
     found = aggregate([(query.start, query.end)], query.filters, count_only=True)
     total = found[(0, None)].calls if (0, None) in found else 0
-    stmt = _rows_stmt(query.conditions()).limit(page_size).offset((page - 1) * page_size)
+    stmt = _rows_stmt(query.conditions()).limit(size).offset((number - 1) * size)
     results = [_row_dict(row, username) for row, username in db.session.execute(stmt)]
-    return {"results": results, "total": total, "page": page, "page_size": page_size}
+    return {"results": results, "total": total, "page": number, "page_size": size}
 
 
 def _filter_args(params: Mapping[str, Any]) -> dict[str, Any]:

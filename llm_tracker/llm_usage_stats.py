@@ -150,7 +150,7 @@ def get_token_stats_from_query(params: Mapping[str, Any]) -> dict[str, Any]:
     """
     args = {key: params.get(key) for key in ("start_date", "end_date", "user_id")}
     tz = parse_tz(params.get("tz"))
-    granularity = params.get("granularity")
+    granularity: Any = params.get("granularity")
     if is_blank(granularity):
         return {"summary": get_summary_stats(**args, tz=tz),
                 "by_model": get_stats_by_model(**args, tz=tz), "series": None}

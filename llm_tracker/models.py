@@ -15,12 +15,12 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 from werkzeug.security import check_password_hash, generate_password_hash
 
-from .database import Money, UTCDateTime, db, utcnow
+from .database import Model, Money, UTCDateTime, db, utcnow
 
 JSONType = JSON().with_variant(JSONB(), "postgresql")
 
 
-class LLMUsage(db.Model):
+class LLMUsage(Model):
     """One chat model / LLM run: tokens, latency, outcome and who asked."""
 
     __tablename__ = "llm_tracker_usage"
@@ -118,7 +118,7 @@ class _RollupColumns:
                 f"{self.calls} calls>")
 
 
-class LLMUsageRollup(_RollupColumns, db.Model):
+class LLMUsageRollup(_RollupColumns, Model):
     """Sums of the calls in one 15-minute UTC bucket for one model, provider, user, node
     and outcome; kept in step with ``LLMUsage`` by ``record_usage`` (see ``rollup``)."""
 
@@ -129,7 +129,7 @@ class LLMUsageRollup(_RollupColumns, db.Model):
     )
 
 
-class LLMUsageRollupDay(_RollupColumns, db.Model):
+class LLMUsageRollupDay(_RollupColumns, Model):
     """The same sums per UTC day: long ranges read a row per day and key, not 96."""
 
     __tablename__ = "llm_tracker_usage_rollup_day"
@@ -150,7 +150,7 @@ def new_session_token() -> str:
     return secrets.token_hex(16)
 
 
-class User(UserMixin, db.Model):
+class User(UserMixin, Model):
     """A person who can log in; admins are active staff or superusers."""
 
     __tablename__ = "users"
@@ -221,7 +221,7 @@ class User(UserMixin, db.Model):
         return f"<User {self.username}>"
 
 
-class LoginFailures(db.Model):
+class LoginFailures(Model):
     """Failed logins counted per key (a username or an address) in a fixed time window.
 
     In the database, so every worker process shares one count (admin_app.auth).

@@ -101,7 +101,7 @@ def parse_range(start_date: DateArg = None, end_date: DateArg = None,
     return start, end
 
 
-def parse_int(value: Any, name: str, default: int | None, low: int, high: int) -> int | None:
+def parse_int(value: Any, name: str, default: int, low: int, high: int) -> int:
     """An integer in ``[low, high]`` (a digit string is accepted); ``default`` when blank."""
     if is_blank(value):
         return default

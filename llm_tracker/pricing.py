@@ -35,7 +35,7 @@ from genai_prices.types import ModelInfo, ModelPrice, Provider, TieredPrices, Us
 from genai_prices.units import UnitRegistry
 from genai_prices.validation import validate_priced_units
 
-from .database import MONEY_QUANTUM
+from .database import MONEY_QUANTUM, current_flask_app
 from .models import MONEY_COLUMNS
 from .params import parse_when
 
@@ -409,7 +409,7 @@ class Pricer:
         names = [model]  # what rule patterns are matched against
         if deployment and deployment != model and pid in (None, "azure"):
             names.append(deployment)
-        lookups = [(model, None)]
+        lookups: list[tuple[str, str | None]] = [(model, None)]
         if self.deployments and pid in (None, "azure"):
             if model in self.deployments:
                 # The row names the deployment itself (no served model was reported).
@@ -487,9 +487,7 @@ def _columns(parts: tuple[Decimal, Decimal, Decimal, Decimal], source: str | Non
 def get_pricer(app: Flask | None = None) -> Pricer:
     """The pricer of ``app`` (default: the current app), built from its config."""
     if app is None:
-        from flask import current_app
-
-        app = current_app._get_current_object()
+        app = current_flask_app()
     pricer = app.extensions.get("llm_tracker_pricer")
     if pricer is None:
         pricer = app.extensions["llm_tracker_pricer"] = Pricer.from_config(app.config)

@@ -120,6 +120,7 @@ class Sums:
 
 def _measures(source: Any, raw: bool, priced: bool | None, count_only: bool) -> list[Any]:
     # The same labelled sums from raw rows (one per call) and from rollup rows.
+    calls: ColumnElement[Any]
     if raw:
         calls = func.count()
         unpriced = func.sum(case((LLMUsage.cost_usd.is_(None), 1), else_=0))

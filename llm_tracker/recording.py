@@ -18,19 +18,19 @@ from decimal import Decimal
 from typing import Any
 
 from flask import Flask, current_app
-from sqlalchemy import Connection, String, insert
+from sqlalchemy import Connection, String, Table, insert
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.dialects import sqlite
 from sqlalchemy.orm import configure_mappers
 
 from . import rollup
-from .database import as_utc, db, utcnow
+from .database import as_utc, current_flask_app, db, utcnow
 from .models import MONEY_COLUMNS, NO_USER, TOKEN_COLUMNS, LLMUsage
 from .pricing import get_pricer
 
 logger = logging.getLogger("llm_tracker")
 
-_TABLE = LLMUsage.__table__
+_TABLE: Table = LLMUsage.__table__  # type: ignore[assignment]
 _MAPPER = LLMUsage.__mapper__
 # Keyword arguments of record_usage beyond SPEC §1.2's named ones that map to columns.
 _EXTRA_COLUMNS = frozenset(
@@ -72,7 +72,7 @@ def record_usage(
         reasoning_tokens=reasoning_tokens, success=success, error=error, user_id=user_id,
         metadata=metadata, provider=provider, created_at=created_at, **extra,
     )
-    app = current_app._get_current_object()
+    app = current_flask_app()
     values.update(get_pricer(app).price(values))
     try:
         with db.engine.begin() as conn:
@@ -87,6 +87,7 @@ def keep_row(app: Flask, values: Mapping[str, Any], exc: BaseException) -> None:
     """Keep a row the database did not take: spooled after an outage, dead-lettered when
     the database refused its data (replaying it could only fail again). Logs which."""
     spool = get_spool(app)
+    where: Spool | DeadLetters
     if is_outage(exc):
         where, reason = spool, None
     else:
@@ -290,6 +291,7 @@ def insert_row(conn: Connection, values: Mapping[str, Any]) -> bool:
     # of the row just written. tests/test_rollup_rebuild.py checks it agrees with rebuild's
     # SQL to the byte.
     dbapi = conn.connection.driver_connection
+    assert dbapi is not None  # a connection in a transaction has one
     for sql, params in rollup.sqlite_upserts(values):
         dbapi.execute(sql, params)
     return True

@@ -2,20 +2,20 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import and_, bindparam, func, or_, select, update
+from sqlalchemy import Table, and_, bindparam, func, or_, select, update
 
 from .database import as_utc, db
 from .models import LLMUsage
 from .pricing import PRICE_COLUMNS, get_pricer
 from .rollup import add_delta, apply_deltas, cost_delta, lock_writers, rollup_keys, within
 
-_TABLE = LLMUsage.__table__
+_TABLE = cast(Table, LLMUsage.__table__)
 _C = _TABLE.c
 _READ = (_C.id, _C.created_at, _C.model, _C.provider, _C.deployment, _C.prompt_tokens,
          _C.completion_tokens, _C.cached_tokens, _C.cache_write_tokens, _C.reasoning_tokens,
@@ -96,7 +96,7 @@ def reprice(since: datetime, until: datetime | None = None, *, dry_run: bool = F
                 # Before the read: the costs read are the costs the deltas start from, and
                 # neither a writer nor another reprice or rebuild moves them meanwhile.
                 lock_writers(conn)
-            rows = conn.execute(query).mappings().all()
+            rows = cast("list[Mapping[str, Any]]", conn.execute(query).mappings().all())
             if not rows:
                 break
             changes = []

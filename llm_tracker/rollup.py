@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
+from typing import cast as typed
 
 from sqlalchemy import (
     Connection,
@@ -45,8 +46,8 @@ from .models import (
     LLMUsageRollupDay,
 )
 
-_RAW = LLMUsage.__table__
-_ROLLUP = LLMUsageRollup.__table__
+_RAW = typed(Table, LLMUsage.__table__)
+_ROLLUP = typed(Table, LLMUsageRollup.__table__)
 # The key is the primary key (bucket first); every other column is a sum.
 KEY_COLUMNS = tuple(col.key for col in _ROLLUP.primary_key.columns)
 SUM_COLUMNS = tuple(col.key for col in _ROLLUP.c if not col.primary_key)
@@ -77,7 +78,7 @@ class Level:
 
     def sql(self, created_at: ColumnElement[Any], dialect: str) -> ColumnElement[Any]:
         """SQL for the bucket of ``created_at``; the same instant ``floor`` gives."""
-        seconds = literal_column(str(int(self.step.total_seconds())))
+        seconds: ColumnElement[Any] = literal_column(str(int(self.step.total_seconds())))
         if dialect == "postgresql":
             # Epoch arithmetic, not date_trunc: date_trunc on timestamptz follows the
             # session's time zone, and a +05:45 session would shift the edges.
@@ -125,7 +126,7 @@ def lock_writers(conn: Connection) -> None:
 Piece = tuple[Level | None, datetime | None, datetime | None]
 
 
-def within(column: ColumnElement[Any], lo: datetime | None,
+def within(column: Any, lo: datetime | None,
            hi: datetime | None) -> list[ColumnElement[bool]]:
     """Conditions putting ``column`` (a time or a bucket) in ``[lo, hi)``; None: open."""
     found = []
@@ -167,7 +168,7 @@ def pieces(lo: datetime | None, hi: datetime | None) -> list[Piece]:
 def rollup_select(source: FromClause, dialect: str, level: Level, *where: Any) -> Select[Any]:
     """The ``level`` rollup rows of the raw rows in ``source`` (the raw table or a CTE)."""
     c = source.c
-    zero = literal_column("0")
+    zero: ColumnElement[Any] = literal_column("0")
     keys = (
         level.sql(c.created_at, dialect),
         c.model,
@@ -313,10 +314,10 @@ def rebuild_windows(since: datetime | None, step: timedelta) -> list[tuple[datet
                                                                           datetime | None]]:
     """The ``[lo, hi)`` windows ``rebuild`` works through; the first lo / last hi are open."""
     with db.engine.connect() as conn:
-        first, last = conn.execute(
-            select(func.min(_RAW.c.created_at), func.max(_RAW.c.created_at))).one()
+        first, last = typed("tuple[datetime | None, datetime | None]", tuple(conn.execute(
+            select(func.min(_RAW.c.created_at), func.max(_RAW.c.created_at))).one()))
     start = DAY.floor(since) if since is not None else None
-    if last is None or (start is not None and as_utc(last) < start):
+    if first is None or last is None or (start is not None and as_utc(last) < start):
         return [(start, None)]  # no raw rows in range: one window clears the rollups
     lo = start if start is not None else DAY.floor(as_utc(first))
     edges: list[datetime | None] = [lo]

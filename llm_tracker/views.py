@@ -19,6 +19,7 @@ from flask import Blueprint, Flask, Response, abort, jsonify, request, stream_wi
 from flask_login import current_user
 from marshmallow import RAISE, Schema, ValidationError, fields, pre_load, validate
 from werkzeug.exceptions import BadRequest, HTTPException
+from werkzeug.wrappers import Response as BaseResponse
 
 from .llm_usage import (
     MAX_MODEL_FILTER,
@@ -116,12 +117,12 @@ def _describe(messages: Any) -> str:
 
 
 @bp.errorhandler(ValidationError)
-def _invalid_query(exc: ValidationError) -> Response:
+def _invalid_query(exc: ValidationError) -> BaseResponse:
     return _json_error(BadRequest(description=_describe(exc.messages)))
 
 
 @bp.errorhandler(ValueError)
-def _bad_value(exc: ValueError) -> Response:
+def _bad_value(exc: ValueError) -> BaseResponse:
     # The library's parsers and queries say what is wrong with a value in ValueError.
     return _json_error(BadRequest(description=str(exc)))
 
@@ -169,7 +170,7 @@ def llm_usage_detail(usage_id: str) -> Response:
     return jsonify(row)
 
 
-def _json_error(exc: HTTPException) -> Response:
+def _json_error(exc: HTTPException) -> BaseResponse:
     # Keep werkzeug's status and headers (Allow, Retry-After, ...) but never its HTML body;
     # descriptions are ours or werkzeug's generic text, so no stack trace leaks.
     response = exc.get_response()
