@@ -10,7 +10,7 @@ import math
 import os
 import re
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
@@ -20,7 +20,7 @@ from typing import Any
 from flask import Flask, current_app
 from sqlalchemy import Connection, String, Table, insert
 from sqlalchemy import exc as sa_exc
-from sqlalchemy.dialects import sqlite
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import configure_mappers
 
 from . import rollup
@@ -297,6 +297,34 @@ def insert_row(conn: Connection, values: Mapping[str, Any]) -> bool:
     return True
 
 
+def insert_rows(conn: Connection, rows: Sequence[Mapping[str, Any]]) -> int:
+    """Insert a batch of rows in one multi-row statement (run ids already stored are
+    skipped) and add the inserted ones to their rollup rows, in ``conn``'s transaction.
+
+    Returns how many were inserted. The raw table is written first, as every writer does
+    (see ``rollup.lock_writers``).
+    """
+    if not rows:
+        return 0
+    stmt = _INSERT_MANY.get(conn.dialect.name)
+    if stmt is None:
+        module = postgresql if conn.dialect.name == "postgresql" else sqlite
+        stmt = _INSERT_MANY[conn.dialect.name] = (
+            module.insert(_TABLE).on_conflict_do_nothing(index_elements=["run_id"])
+            .returning(_TABLE.c.run_id))
+    inserted = set(conn.execute(stmt, [{**_ALL_NONE, **row} for row in rows]).scalars())
+    added = []
+    for row in rows:
+        if row["run_id"] in inserted:
+            inserted.discard(row["run_id"])  # a run id twice in the batch counts once
+            added.append(row)
+    rollup.add_rows(conn, added)
+    return len(added)
+
+
+_INSERT_MANY: dict[str, Any] = {}
+
+
 # --- the spool and the dead letters ---------------------------------------------------
 
 
@@ -529,13 +557,9 @@ class Spool(_LockedFile):
         # One transaction per batch; a data error splits it in halves until the refused
         # row stands alone, so every other row is written.
         try:
-            written = duplicates = 0
             with db.engine.begin() as conn:
-                for _line, values in batch:
-                    if insert_row(conn, values):
-                        written += 1
-                    else:
-                        duplicates += 1
+                written = insert_rows(conn, [values for _line, values in batch])
+            duplicates = len(batch) - written
         except Exception as exc:
             if is_outage(exc):
                 raise _Outage(describe_error(exc)) from exc

@@ -9,7 +9,7 @@ cover a range with whole days, then whole 15-minute buckets, then raw rows (``pi
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -250,6 +250,51 @@ def sqlite_upserts(values: Mapping[str, Any]) -> list[tuple[str, tuple[Any, ...]
         bucket = f"{b.year:04d}-{b.month:02d}-{b.day:02d} {b.hour:02d}:{b.minute:02d}:00.000000"
         result.append((sql, (bucket, *rest)))
     return result
+
+
+def _zero_sums() -> dict[str, Any]:
+    return {name: Decimal(0) if name in MONEY_COLUMNS else 0 for name in SUM_COLUMNS}
+
+
+def _batch_upsert(dialect: str, level: Level) -> Any:
+    module = postgresql if dialect == "postgresql" else sqlite
+    table = level.table
+    stmt = module.insert(table)
+    return stmt.on_conflict_do_update(
+        index_elements=list(KEY_COLUMNS),
+        set_={name: table.c[name] + stmt.excluded[name] for name in SUM_COLUMNS},
+    )
+
+
+def add_rows(conn: Connection, rows: Sequence[Mapping[str, Any]]) -> None:
+    """Add raw rows (just inserted, in ``conn``'s transaction) to both rollup levels.
+
+    Summed in Python first: one upsert row per distinct key of the batch, however many
+    calls share it. Keys go in a fixed order (daily level first, then sorted), so two
+    writers adding to the same hot rows always lock them in the same order.
+    """
+    dialect = conn.dialect.name
+    for level in LEVELS:
+        sums: dict[tuple[Any, ...], dict[str, Any]] = {}
+        for row in rows:
+            provider, user_id = row.get("provider"), row.get("user_id")
+            key = (level.floor(row["created_at"]), row["model"],
+                   NO_PROVIDER if provider is None else provider,
+                   NO_USER if user_id is None else user_id, row["node_name"],
+                   bool(row["success"]))
+            total = sums.get(key)
+            if total is None:
+                total = sums[key] = _zero_sums()
+            total["calls"] += 1
+            for name in TOKEN_COLUMNS:
+                total[name] += row[name]
+            total["unpriced_calls"] += row.get("cost_usd") is None
+            for name in MONEY_COLUMNS:
+                total[name] += row.get(name) or 0
+        params = [{**dict(zip(KEY_COLUMNS, key, strict=True)), **total}
+                  for key, total in sorted(sums.items())]
+        if params:
+            conn.execute(_batch_upsert(dialect, level), params)
 
 
 def raw_columns() -> tuple[str, ...]:
