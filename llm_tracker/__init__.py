@@ -11,6 +11,7 @@ from .database import db
 from .handler import UsageHandler, track_usage
 from .models import LLMUsage, User
 from .recording import get_spool, record_usage
+from .writer import WRITE_MODES, flush
 
 __all__ = [
     "ConfigError",
@@ -18,6 +19,7 @@ __all__ = [
     "UsageHandler",
     "User",
     "db",
+    "flush",
     "get_spool",
     "init_app",
     "record_usage",
@@ -38,9 +40,18 @@ def init_app(app: Flask) -> None:
     from .cli import register_commands
     from .pricing import Pricer, warm_up
 
-    app.config.setdefault(
-        "LLM_TRACKER_SPOOL_PATH", os.path.join(app.instance_path, "llm_tracker_spool.jsonl")
-    )
+    # The spool, the dead letters and the journals live here (several apps on one machine
+    # keep theirs apart by giving each its own).
+    app.config.setdefault("LLM_TRACKER_INSTANCE_PATH", app.instance_path)
+    app.config.setdefault("LLM_TRACKER_SPOOL_PATH", os.path.join(
+        app.config["LLM_TRACKER_INSTANCE_PATH"], "llm_tracker_spool.jsonl"))
+    app.config.setdefault("LLM_TRACKER_WRITE_MODE", "sync")
+    app.config.setdefault("LLM_TRACKER_FLUSH_INTERVAL_MS", 100)
+    app.config.setdefault("LLM_TRACKER_BATCH_SIZE", 500)
+    app.config.setdefault("LLM_TRACKER_JOURNAL_FSYNC", False)
+    if app.config["LLM_TRACKER_WRITE_MODE"] not in WRITE_MODES:
+        raise ConfigError(f"LLM_TRACKER_WRITE_MODE must be one of {', '.join(WRITE_MODES)}, "
+                          f"got {app.config['LLM_TRACKER_WRITE_MODE']!r}")
     app.config.setdefault("LLM_TRACKER_SQLITE_BUSY_TIMEOUT_MS", 30000)
     app.config.setdefault("LLM_TRACKER_CUSTOM_PRICES", [])
     app.config.setdefault("LLM_TRACKER_AZURE_DEPLOYMENTS", {})

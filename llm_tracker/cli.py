@@ -17,15 +17,16 @@ from decimal import Decimal
 from typing import Any
 
 import click
-from flask import Flask
+from flask import Flask, current_app
 from flask.cli import AppGroup, with_appcontext
 
 from .llm_tracker import LLMTracker
 from .params import parse_when
 from .pricing import GENAI_PRICES_VERSION, format_money
-from .recording import get_spool
+from .recording import Spool, get_spool
 from .reprice import count_rows, missing_prices, reprice
 from .rollup import rebuild, rebuild_windows
+from .writer import flush, orphan_journals, replay_orphans
 
 # --- parameter types ------------------------------------------------------------------
 
@@ -75,12 +76,21 @@ def spool_status() -> None:
         click.echo(f"invalid lines: {status.unreadable} (replay moves them to the "
                    "dead letters)")
     click.echo(f"dead letters: {len(spool.dead.entries())} (flask spool dead lists them)")
+    journals = orphan_journals(current_app)
+    if journals:
+        waiting = sum(len(Spool(path).status().rows) for path in journals)
+        click.echo(f"journals of stopped processes: {len(journals)} ({waiting} rows; "
+                   "replay writes them)")
 
 
 @spool_cli.command("replay")
 def spool_replay() -> None:
     """Write the spooled rows to the database (idempotent by run_id) and empty the spool;
-    rows the database refuses go to the dead letters."""
+    rows the database refuses go to the dead letters. Journals left by stopped processes
+    are written first."""
+    from_journals = replay_orphans(current_app)
+    if from_journals:
+        click.echo(f"journals of stopped processes: {from_journals} row(s) written")
     result = get_spool().replay()
     summary = (f"written: {result.written}, already present: {result.duplicates}, "
                f"remaining: {result.remaining}, dead-lettered: {result.dead}")
@@ -133,6 +143,7 @@ def chat_command(prompt: str, json_mode: bool, user_id: int | None, node_name: s
         raise click.ClickException(str(exc)) from exc
     except Exception as exc:  # the provider's error: its row is recorded with success=False
         raise click.ClickException(f"{type(exc).__name__}: {exc}") from exc
+    flush()  # the row is in the database before the command says so
     click.echo(content)
     click.echo("--- usage ---")
     for key, value in usage.items():

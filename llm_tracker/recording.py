@@ -18,7 +18,7 @@ from decimal import Decimal
 from typing import Any
 
 from flask import Flask, current_app
-from sqlalchemy import Connection, String, Table, insert
+from sqlalchemy import Connection, Engine, String, Table, insert
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import configure_mappers
@@ -56,10 +56,13 @@ def record_usage(
     created_at: datetime | None = None,
     **extra: Any,
 ) -> LLMUsage:
-    """Write one usage row, priced at its ``created_at``, in its own short transaction.
+    """Record one usage row, priced at its ``created_at``; returns the row.
 
-    Returns the row. If the database cannot take it, it goes (with its cost) to the
-    durable spool instead (``flask spool replay`` writes it later), so a call is never lost.
+    In background mode (``LLM_TRACKER_WRITE_MODE``, the default) the row is appended to this
+    process's journal and committed by the writer thread within
+    ``LLM_TRACKER_FLUSH_INTERVAL_MS`` (``flush()`` waits for it). In sync mode it is written
+    in its own short transaction. Either way, a row the database cannot take goes (with its
+    cost) to the durable spool (``flask spool replay`` writes it later): never lost.
     """
     unknown = set(extra) - _EXTRA_COLUMNS
     if unknown:
@@ -74,6 +77,9 @@ def record_usage(
     )
     app = current_flask_app()
     values.update(get_pricer(app).price(values))
+    if app.config.get("LLM_TRACKER_WRITE_MODE") == "background":
+        writer.writer_for(app).record(values)
+        return _as_model(values)
     try:
         with db.engine.begin() as conn:
             if not insert_row(conn, values):
@@ -84,26 +90,35 @@ def record_usage(
 
 
 def keep_row(app: Flask, values: Mapping[str, Any], exc: BaseException) -> None:
-    """Keep a row the database did not take: spooled after an outage, dead-lettered when
-    the database refused its data (replaying it could only fail again). Logs which."""
+    """Keep a row the database did not take (see ``keep_rows``)."""
+    keep_rows(app, [values], exc)
+
+
+def keep_rows(app: Flask, rows: Sequence[Mapping[str, Any]], exc: BaseException) -> None:
+    """Keep rows the database did not take: spooled after an outage, dead-lettered when the
+    database refused their data (replaying them could only fail again). Logs which."""
     spool = get_spool(app)
-    where: Spool | DeadLetters
-    if is_outage(exc):
-        where, reason = spool, None
-    else:
-        where, reason = spool.dead, f"database refused the row: {describe_error(exc)}"
+    reason = None if is_outage(exc) else f"database refused the row: {describe_error(exc)}"
     try:
-        where.append(values, reason=reason)
+        if reason is None:
+            spool.append_many(rows)
+        else:
+            for values in rows:
+                spool.dead.append(values, reason=reason)
     except OSError as io_exc:
-        # The last place left is the log: the row in full, so an operator can recover it.
-        logger.error("llm_tracker: database write failed (%s) and %s %s is not writable "
-                     "(%s); the row is only in this log line: %s", describe_error(exc),
-                     "the spool" if reason is None else "the dead-letter file", where.path,
-                     io_exc, encode_row(values))
+        # The last place left is the log: the rows in full, so an operator can recover them.
+        for values in rows:
+            logger.error("llm_tracker: database write failed (%s) and %s %s is not "
+                         "writable (%s); the row is only in this log line: %s",
+                         describe_error(exc),
+                         "the spool" if reason is None else "the dead-letter file",
+                         spool.path if reason is None else spool.dead.path, io_exc,
+                         encode_row(values))
         return
     if reason is None:
-        logger.warning("llm_tracker: database write failed (%s); row spooled to %s",
-                       describe_error(exc), spool.path)
+        logger.warning("llm_tracker: database write failed (%s); %s spooled to %s",
+                       describe_error(exc), "row" if len(rows) == 1 else f"{len(rows)} rows",
+                       spool.path)
     else:
         logger.error("llm_tracker: %s; row dead-lettered to %s (flask spool dead)", reason,
                      spool.dead.path)
@@ -506,9 +521,13 @@ class Spool(_LockedFile):
         super().__init__(path)
         self.dead = DeadLetters(dead_path or os.path.splitext(path)[0] + "_dead.jsonl")
 
-    def append(self, values: Mapping[str, Any], *, reason: str | None = None) -> None:
+    def append(self, values: Mapping[str, Any]) -> None:
         """Add one row durably; ``OSError`` when the file cannot be written."""
-        self._append_lines([encode_row(values) + "\n"])
+        self.append_many([values])
+
+    def append_many(self, rows: Sequence[Mapping[str, Any]]) -> None:
+        """Add rows durably (one fsync); ``OSError`` when the file cannot be written."""
+        self._append_lines([encode_row(values) + "\n" for values in rows])
 
     def status(self) -> SpoolStatus:
         """The rows waiting, oldest first, and how many lines are unreadable."""
@@ -526,7 +545,7 @@ class Spool(_LockedFile):
         """The rows waiting, oldest first (unreadable lines left out)."""
         return self.status().rows
 
-    def replay(self) -> ReplayResult:
+    def replay(self, engine: Engine | None = None) -> ReplayResult:
         """Write the spooled rows (run ids already stored are skipped), dead-letter those
         the database refuses and unreadable lines, keep the rest if the database is down."""
         result = ReplayResult()
@@ -543,7 +562,7 @@ class Spool(_LockedFile):
                     result.dead += 1
                 if len(batch) == self.REPLAY_BATCH or (batch and n == len(lines) - 1):
                     try:
-                        self._write(batch, result)
+                        self._write(batch, result, engine or db.engine)
                     except _Outage as outage:
                         result.error = str(outage)
                         kept = [line for line, _ in batch] + lines[n + 1:]
@@ -553,11 +572,12 @@ class Spool(_LockedFile):
             result.remaining = len(kept)
         return result
 
-    def _write(self, batch: list[tuple[str, dict[str, Any]]], result: ReplayResult) -> None:
+    def _write(self, batch: list[tuple[str, dict[str, Any]]], result: ReplayResult,
+               engine: Engine) -> None:
         # One transaction per batch; a data error splits it in halves until the refused
         # row stands alone, so every other row is written.
         try:
-            with db.engine.begin() as conn:
+            with engine.begin() as conn:
                 written = insert_rows(conn, [values for _line, values in batch])
             duplicates = len(batch) - written
         except Exception as exc:
@@ -569,8 +589,8 @@ class Spool(_LockedFile):
                 result.dead += 1
                 return
             half = len(batch) // 2
-            self._write(batch[:half], result)
-            self._write(batch[half:], result)
+            self._write(batch[:half], result, engine)
+            self._write(batch[half:], result, engine)
             return
         result.written += written
         result.duplicates += duplicates
@@ -581,3 +601,7 @@ def get_spool(app: Flask | None = None) -> Spool:
     app = app or current_app
     return Spool(app.config["LLM_TRACKER_SPOOL_PATH"],
                  app.config.get("LLM_TRACKER_DEAD_LETTER_PATH"))
+
+
+# Last: the writer builds on everything above.
+from . import writer  # noqa: E402

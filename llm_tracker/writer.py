@@ -1,0 +1,356 @@
+"""Background writes: ``record_usage`` appends to this process's journal and returns; a
+writer thread commits the journal to the database in batches.
+
+What survives what:
+
+* the process killed (``kill -9``, OOM): every row ``record_usage`` returned is in the
+  journal file (written to the operating system before returning); the next process of
+  the app to start replays journals whose process is gone (idempotent by ``run_id``);
+* the database down or stalled: the writer backs off and retries; a batch it cannot write
+  goes to the spool, which it replays once the database answers again;
+* the machine losing power: rows the OS had not yet written to disk are lost, unless
+  ``LLM_TRACKER_JOURNAL_FSYNC`` is set (an ``fsync`` per row, which costs the caller the
+  disk's flush latency).
+
+Each process has its own journal (``journal-<host>-<pid>-<random>.jsonl`` in the journal
+folder), held under ``flock`` while it lives; a journal whose lock can be taken belongs
+to a dead process. After ``fork`` (gunicorn's workers) the child starts its own writer
+and journal; the parent's rows stay the parent's.
+"""
+
+from __future__ import annotations
+
+import atexit
+import fcntl
+import glob
+import logging
+import os
+import socket
+import threading
+import time
+import uuid
+from collections import deque
+from collections.abc import Mapping
+from typing import IO, Any
+
+from flask import Flask
+from sqlalchemy import Engine, create_engine
+from sqlalchemy.engine import make_url
+
+from .database import db
+from .recording import (
+    Spool,
+    encode_row,
+    get_spool,
+    insert_rows,
+    is_outage,
+    keep_rows,
+)
+
+logger = logging.getLogger("llm_tracker")
+
+WRITE_MODES = ("background", "sync")
+# A journal segment is closed after this many rows and deleted once they are committed.
+SEGMENT_ROWS = 20_000
+_MAX_BACKOFF_S = 5.0
+_WRITERS: dict[int, BackgroundWriter] = {}  # id(app) -> this process's writer for it
+_REGISTRY_LOCK = threading.Lock()
+
+
+def journal_dir(app: Flask) -> str:
+    """The folder of ``app``'s journals, under ``LLM_TRACKER_INSTANCE_PATH``."""
+    return os.path.join(app.config.get("LLM_TRACKER_INSTANCE_PATH") or app.instance_path,
+                        "llm_tracker_journal")
+
+
+class _Segment:
+    """One journal file of this process, locked for as long as the process lives."""
+
+    def __init__(self, directory: str, last_seq: int) -> None:
+        os.makedirs(directory, exist_ok=True)
+        name = f"journal-{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}.jsonl"
+        self.path = os.path.join(directory, name)
+        self.file: IO[str] = open(self.path, "a", encoding="utf-8")  # noqa: SIM115
+        fcntl.flock(self.file, fcntl.LOCK_EX)
+        self.rows = 0
+        self.last_seq = last_seq
+
+    def close(self, delete: bool) -> None:
+        self.file.close()
+        if delete:
+            for path in (self.path, self.path + ".lock"):
+                try:
+                    os.unlink(path)
+                except FileNotFoundError:
+                    pass
+
+
+class BackgroundWriter:
+    """This process's journal and writer thread for one app."""
+
+    def __init__(self, app: Flask) -> None:
+        self.app = app
+        self.pid = os.getpid()
+        config = app.config
+        self.interval = max(int(config.get("LLM_TRACKER_FLUSH_INTERVAL_MS", 100)), 1) / 1000
+        self.batch_size = max(int(config.get("LLM_TRACKER_BATCH_SIZE", 500)), 1)
+        self.fsync = bool(config.get("LLM_TRACKER_JOURNAL_FSYNC", False))
+        self.directory = journal_dir(app)
+        self._cond = threading.Condition()
+        self._queue: deque[tuple[int, dict[str, Any]]] = deque()
+        self._segments: list[_Segment] = []
+        self._recorded = 0  # rows recorded (the sequence number of the last one)
+        self._done = 0  # every row up to this sequence number is committed or kept
+        self._written = 0  # rows committed by this writer
+        self._flushing = 0  # flush() calls waiting
+        self._thread: threading.Thread | None = None
+        self._engine: Engine | None = None
+        self._backoff = 0.0
+
+    # --- the caller's side ---------------------------------------------------------
+
+    def record(self, values: Mapping[str, Any]) -> None:
+        """Journal one row (durable once this returns) and queue it for the writer."""
+        line = encode_row(values) + "\n"
+        with self._cond:
+            segment = self._segment()
+            segment.file.write(line)
+            segment.file.flush()
+            if self.fsync:
+                os.fsync(segment.file.fileno())
+            self._recorded += 1
+            segment.rows += 1
+            segment.last_seq = self._recorded
+            self._queue.append((self._recorded, dict(values)))
+            if len(self._queue) >= self.batch_size:
+                self._cond.notify_all()
+            if self._thread is None:
+                self._start()
+
+    def flush(self, timeout: float | None = None) -> int:
+        """Wait until every row recorded so far is committed (or spooled); rows written."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._cond:
+            target, before = self._recorded, self._written
+            if self._done >= target:
+                return 0
+            self._flushing += 1
+            self._cond.notify_all()
+            try:
+                while self._done < target:
+                    left = None if deadline is None else deadline - time.monotonic()
+                    if left is not None and left <= 0:
+                        break
+                    self._cond.wait(left)
+            finally:
+                self._flushing -= 1
+            return self._written - before
+
+    def pending(self) -> int:
+        """Rows recorded but not yet committed or kept."""
+        with self._cond:
+            return self._recorded - self._done
+
+    def _segment(self) -> _Segment:
+        # Called with the lock held.
+        current = self._segments[-1] if self._segments else None
+        if current is None or current.rows >= SEGMENT_ROWS:
+            current = _Segment(self.directory, self._recorded)
+            self._segments.append(current)
+        return current
+
+    def _start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="llm_tracker-writer",
+                                        daemon=True)
+        self._thread.start()
+
+    # --- the writer thread ---------------------------------------------------------
+
+    def _run(self) -> None:
+        with self.app.app_context():
+            try:
+                replay_orphans(self.app)
+            except Exception:
+                logger.exception("llm_tracker: could not replay the journals of dead processes")
+            while True:
+                batch = self._next_batch()
+                try:
+                    self._write(batch)
+                except Exception:  # never let the thread die with rows waiting
+                    logger.exception("llm_tracker: the writer failed on a batch")
+
+    def _next_batch(self) -> list[tuple[int, dict[str, Any]]]:
+        with self._cond:
+            waited_since = time.monotonic()
+            while True:
+                wait = (self._backoff or self.interval) - (time.monotonic() - waited_since)
+                ready = self._queue and (len(self._queue) >= self.batch_size or wait <= 0
+                                         or (self._flushing and not self._backoff))
+                if ready:
+                    break
+                if self._flushing and self._backoff:
+                    # A flush does not wait out a back-off: try again now.
+                    self._backoff = 0.0
+                    continue
+                self._cond.wait(max(wait, 0.001) if self._queue else None)
+            return [self._queue.popleft() for _ in range(min(self.batch_size, len(self._queue)))]
+
+    def _write(self, batch: list[tuple[int, dict[str, Any]]]) -> None:
+        rows = [values for _seq, values in batch]
+        written = 0
+        try:
+            written = self._commit(rows)
+            self._backoff = 0.0
+        except Exception as exc:
+            # An outage (_commit isolates data errors itself): the batch is kept in the spool
+            # (durable, replayed once the database answers), so the journal can advance and
+            # memory stays flat however long the outage lasts.
+            keep_rows(self.app, rows, exc)
+            self._backoff = min(max(self._backoff * 2, 0.1), _MAX_BACKOFF_S)
+        else:
+            if os.path.exists(get_spool(self.app).path):
+                try:
+                    self._replay_spool()
+                except Exception:
+                    logger.exception("llm_tracker: could not replay the spool")
+        with self._cond:
+            self._written += written
+            self._done = batch[-1][0]
+            self._retire_segments()
+            self._cond.notify_all()
+
+    def _commit(self, rows: list[dict[str, Any]]) -> int:
+        # One transaction; a batch the database refuses for its data is split until the
+        # refused row stands alone, which is dead-lettered. Outages propagate.
+        try:
+            with self.engine().begin() as conn:
+                return insert_rows(conn, rows)
+        except Exception as exc:
+            if is_outage(exc):
+                raise
+            if len(rows) == 1:
+                keep_rows(self.app, rows, exc)
+                return 0
+            half = len(rows) // 2
+            return self._commit(rows[:half]) + self._commit(rows[half:])
+
+    def _replay_spool(self) -> None:
+        result = get_spool(self.app).replay(engine=self.engine())
+        if result.written or result.dead:
+            logger.warning("llm_tracker: the database is back: %d spooled row(s) written, "
+                           "%d dead-lettered", result.written, result.dead)
+
+    def _retire_segments(self) -> None:
+        # Called with the lock held: segments whose rows are all committed are deleted; the
+        # current one is emptied when everything is.
+        while len(self._segments) > 1 and self._segments[0].last_seq <= self._done:
+            self._segments.pop(0).close(delete=True)
+        if self._segments and self._done == self._recorded:
+            current = self._segments[-1]
+            current.file.truncate(0)
+            current.rows = 0
+
+    def engine(self) -> Engine:
+        """The writer's own engine: the app's database with connect and statement timeouts,
+        so a stalled database holds the writer (never a caller) for a bounded time."""
+        if self._engine is None:
+            self._engine = writer_engine(self.app)
+        return self._engine
+
+
+def writer_engine(app: Flask) -> Engine:
+    """An engine on ``app``'s database URL with the writer's timeouts."""
+    url = make_url(app.config["SQLALCHEMY_DATABASE_URI"])
+    timeout_s = float(app.config.get("LLM_TRACKER_WRITER_TIMEOUT_S", 10))
+    if url.get_backend_name() == "postgresql":
+        ms = int(timeout_s * 1000)
+        options = " ".join(filter(None, [url.query.get("options"),  # type: ignore[list-item]
+                                         f"-c statement_timeout={ms}"]))
+        url = url.update_query_dict({"options": options})
+        return create_engine(url, pool_size=1, max_overflow=1, pool_pre_ping=True,
+                             connect_args={"connect_timeout": max(int(timeout_s), 1),
+                                           "tcp_user_timeout": ms})
+    # SQLite: the app's engine already applies WAL and a busy timeout to each connection.
+    return db.engine
+
+
+def replay_orphans(app: Flask) -> int:
+    """Write the rows of journals left by dead processes; how many were written."""
+    written = 0
+    for path in sorted(glob.glob(os.path.join(journal_dir(app), "journal-*.jsonl"))):
+        try:
+            handle = open(path, encoding="utf-8")  # noqa: SIM115
+        except FileNotFoundError:
+            continue
+        with handle:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                continue  # its process is alive
+            result = Spool(path, get_spool(app).dead.path).replay()
+            written += result.written
+            if result.error is None and os.path.getsize(path) == 0:
+                for stale in (path, path + ".lock"):
+                    try:
+                        os.unlink(stale)
+                    except FileNotFoundError:
+                        pass
+            elif result.error is not None:
+                logger.warning("llm_tracker: journal %s kept (%d row(s)): %s", path,
+                               result.remaining, result.error)
+    if written:
+        logger.warning("llm_tracker: %d row(s) from the journals of dead processes written",
+                       written)
+    return written
+
+
+def orphan_journals(app: Flask) -> list[str]:
+    """Journals whose process is gone (their lock can be taken): rows ``replay`` will write."""
+    found = []
+    for path in sorted(glob.glob(os.path.join(journal_dir(app), "journal-*.jsonl"))):
+        try:
+            with open(path, encoding="utf-8") as handle:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                fcntl.flock(handle, fcntl.LOCK_UN)
+                found.append(path)
+        except (BlockingIOError, FileNotFoundError):
+            continue
+    return found
+
+
+def writer_for(app: Flask) -> BackgroundWriter:
+    """This process's writer for ``app`` (a forked child gets a new one)."""
+    key = id(app)
+    writer = _WRITERS.get(key)
+    if writer is None or writer.pid != os.getpid():
+        with _REGISTRY_LOCK:
+            writer = _WRITERS.get(key)
+            if writer is None or writer.pid != os.getpid():
+                writer = _WRITERS[key] = BackgroundWriter(app)
+    return writer
+
+
+def flush(timeout: float | None = None) -> int:
+    """Block until every row this process recorded so far is committed or spooled.
+
+    Returns how many rows were written to the database meanwhile. Runs at interpreter exit
+    and at the end of every CLI command; tests call it instead of sleeping.
+    """
+    deadline = None if timeout is None else time.monotonic() + timeout
+    written = 0
+    for writer in list(_WRITERS.values()):
+        if writer.pid != os.getpid():
+            continue
+        left = None if deadline is None else max(deadline - time.monotonic(), 0)
+        written += writer.flush(left)
+    return written
+
+
+def _forget_parent_writers() -> None:
+    # In a forked child the parent's writer threads do not exist; its rows and journal are
+    # the parent's to write. The child starts its own on its first record.
+    _WRITERS.clear()
+
+
+os.register_at_fork(after_in_child=_forget_parent_writers)
+atexit.register(flush)
