@@ -1,14 +1,23 @@
-"""Write throughput: rows recorded per second through UsageHandler, threads and processes.
+"""Write throughput: rows committed per second through UsageHandler, threads and processes.
 
-Each writer invokes an in-process fake chat model (no network) with one shared
-UsageHandler, so every call becomes one row. Runs with 1, 4 and 8 threads and with 4
-processes, on SQLite (file, WAL) and PostgreSQL, next to a raw INSERT + COMMIT loop on a
-plain DBAPI connection in the same run: bare (the database's own speed) and as a
-minimal callback handler on the same fake-model invokes (the like-for-like baseline).
-Ends by counting rows: none may be lost, and the rollups (kept by UsageHandler's writes
-in the same transaction) must count exactly the UsageHandler rows.
+Each writer invokes an in-process fake chat model (no network), so every call becomes one
+row. Each recorder with 1 thread, 8 threads and 4 processes, on SQLite (file, WAL) and
+PostgreSQL, interleaved in one run:
 
-    .venv/bin/python bench/throughput.py [--calls 2000] [--postgres URL | --no-postgres]
+- **no handler**: the invokes alone, no row: the ceiling any recorder can reach;
+- **raw INSERT handler** (the baseline): one hand-written INSERT + COMMIT per call on a
+  plain DBAPI connection, one connection per thread or process;
+- **UsageHandler, background** (the default mode): ``record_usage`` journals the row, a
+  writer thread per process commits batches; the clock stops when ``flush()`` has
+  returned in every writer process, so the figure is rows *committed* per second;
+- **UsageHandler, sync**: the row and its rollups committed in the caller's thread.
+
+Threads share one handler (as an app does); processes are spawned, and the clock starts
+when all have built their app and connection. Ends by counting rows: none lost, none
+doubled, none spooled, and the rollups (both levels) count each UsageHandler row once.
+
+    .venv/bin/python bench/throughput.py [--calls 2000] [--rounds 1]
+                                         [--postgres URL | --no-postgres]
 """
 
 from __future__ import annotations
@@ -17,15 +26,14 @@ import argparse
 import itertools
 import multiprocessing
 import os
+import shutil
+import statistics
 import sys
 import tempfile
 import threading
 import time
-import uuid
 
 from langchain_core.language_models.fake_chat_models import GenericFakeChatModel
-from langchain_core.outputs import ChatGeneration, LLMResult
-from sqlalchemy import text
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -35,132 +43,207 @@ from overhead import (  # noqa: E402
     REPLY,
     RawInsertHandler,
     bench_schema,
+    count_rows,
+    make_apps,
     raw_connection,
 )
 
-from admin_app import create_app  # noqa: E402
-from llm_tracker import UsageHandler, db, get_spool  # noqa: E402
+import llm_tracker  # noqa: E402
+from llm_tracker import UsageHandler, db  # noqa: E402
+
+RECORDERS = ("no handler", "raw INSERT handler", "UsageHandler, background",
+             "UsageHandler, sync")
+NODE = {"raw INSERT handler": "n", "UsageHandler, background": "bg",
+        "UsageHandler, sync": "sync"}  # the rows of each recorder (no handler: none)
+SHAPES = (("1 thread", 1, 0), ("8 threads", 8, 0), ("4 processes", 0, 4))
+TARGET = 2.0  # background's rows/s over the raw INSERT handler's, 8 threads and 4 processes
 
 
-def make_app(url: str, spool: str):
-    return create_app({"SQLALCHEMY_DATABASE_URI": url, "LLM_TRACKER_SPOOL_PATH": spool})
+class Recorder:
+    """What one process needs to record through one of the RECORDERS."""
+
+    def __init__(self, kind: str, url: str, instance: str, apps=None) -> None:
+        self.kind = kind
+        self.url = url
+        if kind in ("UsageHandler, background", "UsageHandler, sync"):
+            app_bg, app_sync = apps or make_apps(url, instance)
+            app = app_bg if kind == "UsageHandler, background" else app_sync
+            # One handler shared by the threads of the process, as an app does.
+            self.shared = UsageHandler({"user_id": 1}, node_name=NODE[kind], app=app)
+
+    def handler(self):
+        """A handler for one thread (and what to close after it)."""
+        if self.kind == "no handler":
+            return None, None
+        if self.kind == "raw INSERT handler":
+            conn, style = raw_connection(self.url, timeout=60)
+            return RawInsertHandler(conn, style), conn
+        return self.shared, None
+
+    def finish(self) -> None:
+        """Wait until every row this process recorded is committed."""
+        if self.kind == "UsageHandler, background":
+            llm_tracker.flush()
 
 
-def invoke_many(app, calls: int) -> None:
+def invoke_many(handler, calls: int) -> None:
     model = GenericFakeChatModel(messages=itertools.repeat(REPLY))
-    handler = UsageHandler({"user_id": 1}, node_name="bench", app=app)
+    config = {"callbacks": [] if handler is None else [handler]}
     for _ in range(calls):
-        model.invoke("hi", config={"callbacks": [handler]})
+        model.invoke("hi", config=config)
 
 
-def threads_run(app, threads: int, calls: int) -> float:
-    model = GenericFakeChatModel(messages=itertools.repeat(REPLY))
-    handler = UsageHandler({"user_id": 1}, node_name="bench", app=app)
+def threads_run(recorder: Recorder, threads: int, calls: int) -> float:
+    """Rows committed per second by ``threads`` threads of this process."""
+    start_line = threading.Barrier(threads + 1)
 
-    def work():
-        for _ in range(calls):
-            model.invoke("hi", config={"callbacks": [handler]})
+    def work() -> None:
+        handler, conn = recorder.handler()  # in the thread: a connection per thread
+        start_line.wait()
+        invoke_many(handler, calls)
+        if conn is not None:
+            conn.close()
 
     workers = [threading.Thread(target=work) for _ in range(threads)]
-    start = time.perf_counter()
     for w in workers:
         w.start()
+    start_line.wait()
+    start = time.perf_counter()
     for w in workers:
         w.join()
+    recorder.finish()
     return threads * calls / (time.perf_counter() - start)
 
 
-def _process_main(url: str, spool: str, calls: int, ready, go) -> None:
-    app = make_app(url, spool)
+def _process_main(kind: str, url: str, instance: str, calls: int, ready, go, done) -> None:
+    recorder = Recorder(kind, url, instance)
+    handler, conn = recorder.handler()
+    invoke_many(handler, 5)  # warm the paths (5 rows more, counted by the parent)
+    recorder.finish()
     ready.wait()
     go.wait()
-    invoke_many(app, calls)
+    invoke_many(handler, calls)
+    recorder.finish()
+    done.wait()
+    if conn is not None:
+        conn.close()
 
 
-def processes_run(url: str, spool: str, processes: int, calls: int) -> float:
+def processes_run(kind: str, url: str, instance: str, processes: int, calls: int) -> float:
+    """Rows committed per second by ``processes`` spawned processes, one thread each."""
     ctx = multiprocessing.get_context("spawn")
-    ready = ctx.Barrier(processes + 1)
-    go = ctx.Barrier(processes + 1)
-    procs = [ctx.Process(target=_process_main, args=(url, spool, calls, ready, go))
+    ready, go, done = (ctx.Barrier(processes + 1) for _ in range(3))
+    procs = [ctx.Process(target=_process_main,
+                         args=(kind, url, instance, calls, ready, go, done))
              for _ in range(processes)]
     for p in procs:
         p.start()
-    ready.wait()  # every process has built its app: time the writes only
+    ready.wait()  # every process has built its app and connection: time the writes only
     start = time.perf_counter()
     go.wait()
+    done.wait()  # every process has committed its rows (background: flush() returned)
+    elapsed = time.perf_counter() - start
     for p in procs:
         p.join()
         if p.exitcode:
             raise SystemExit(f"writer process failed with exit code {p.exitcode}")
-    return processes * calls / (time.perf_counter() - start)
+    return processes * calls / elapsed
 
 
-def raw_loop(url: str, calls: int, through_langchain: bool) -> float:
-    """Rows/s of the raw INSERT handler: called directly, or on real (fake-model) invokes."""
-    conn, style = raw_connection(url)
-    handler = RawInsertHandler(conn, style)
-    model = GenericFakeChatModel(messages=itertools.repeat(REPLY))
-    result = LLMResult(generations=[[ChatGeneration(message=REPLY)]])
-    start = time.perf_counter()
-    for _ in range(calls):
-        if through_langchain:
-            model.invoke("hi", config={"callbacks": [handler]})
-        else:
-            handler.on_llm_end(result, run_id=uuid.uuid4())
-    rate = calls / (time.perf_counter() - start)
-    conn.close()
-    return rate
-
-
-def bench_backend(name: str, url: str, calls: int) -> None:
+def bench_backend(name: str, url: str, calls: int, rounds: int) -> dict:
     url = bench_schema(url)
-    spool = os.path.join(tempfile.mkdtemp(), "spool.jsonl")
-    app = make_app(url, spool)
-    with app.app_context():
+    instance = tempfile.mkdtemp(prefix="llm_tracker_bench_")
+    apps = make_apps(url, instance)
+    with apps[1].app_context():
         db.drop_all()
         db.create_all()
-    print(f"\n{name}: {calls} calls per writer")
-    bare = raw_loop(url, calls, through_langchain=False)
-    print(f"  raw INSERT loop, bare          {bare:8.0f} rows/s   (no LangChain at all)")
-    raw = raw_loop(url, calls, through_langchain=True)
-    print(f"  raw INSERT handler, 1 thread   {raw:8.0f} rows/s   (the baseline below)")
-    expected = 2 * calls
-    for threads in (1, 4, 8):
-        rate = threads_run(app, threads, calls)
-        expected += threads * calls
-        print(f"  UsageHandler, {threads} thread(s)      {rate:8.0f} rows/s"
-              f"   ({rate / raw:.2f}x raw)")
-    rate = processes_run(url, spool, 4, calls)
-    expected += 4 * calls
-    print(f"  UsageHandler, 4 processes      {rate:8.0f} rows/s   ({rate / raw:.2f}x raw)")
-    with app.app_context():
-        stored = db.session.execute(text("SELECT count(*) FROM llm_tracker_usage")).scalar()
-        spooled = len(get_spool().rows())
-        rolled = db.session.execute(text(
-            "SELECT coalesce(sum(calls), 0) FROM llm_tracker_usage_rollup")).scalar()
+    recorders = {kind: Recorder(kind, url, instance, apps) for kind in RECORDERS}
+    for recorder in recorders.values():  # warm up every path in this process
+        handler, conn = recorder.handler()
+        invoke_many(handler, 20)
+        recorder.finish()
+        if conn is not None:
+            conn.close()
+    expected = dict.fromkeys(NODE, 20)
+    samples: dict[tuple[str, str], list[float]] = {}
+    for i in range(rounds):
+        for shape, threads, processes in SHAPES:
+            # Interleaved, each round starting one further along.
+            order = RECORDERS[i % 4:] + RECORDERS[:i % 4]
+            for kind in order:
+                if processes:
+                    rate = processes_run(kind, url, instance, processes, calls)
+                    if kind in expected:
+                        expected[kind] += processes * (calls + 5)
+                else:
+                    rate = threads_run(recorders[kind], threads, calls)
+                    if kind in expected:
+                        expected[kind] += threads * calls
+                samples.setdefault((shape, kind), []).append(rate)
+    llm_tracker.flush()
+    counts = count_rows(apps[1], nodes=NODE.values())
+    with apps[1].app_context():
         db.session.remove()
         db.drop_all()
-    lost = expected - stored - spooled
-    print(f"  rows stored: {stored}, spooled: {spooled}, expected: {expected}, lost: {lost}")
-    # The two raw loops wrote 2 * calls rows that bypass record_usage (no rollups).
-    print(f"  rollup calls: {rolled} (UsageHandler rows stored: {stored - 2 * calls})")
-    if lost:
-        raise SystemExit(f"{lost} rows lost")
-    if rolled != stored - 2 * calls:
-        raise SystemExit("the rollups do not match the rows")
+    shutil.rmtree(instance, ignore_errors=True)
+
+    print(f"\n{name}: {calls} calls per thread or process, {rounds} round(s), rows committed"
+          " per second (median over rounds; ratio to the raw INSERT handler in the same shape)")
+    print(f"  {'':12s}" + "".join(f"{kind:>27s}" for kind in RECORDERS))
+    result = {}
+    for shape, _threads, _processes in SHAPES:
+        rates = {kind: statistics.median(samples[shape, kind]) for kind in RECORDERS}
+        raw = rates["raw INSERT handler"]
+        result[shape] = rates
+        cells = "".join(f"{rates[k]:17.0f} ({rates[k] / raw:5.2f}x)" for k in RECORDERS)
+        every = "" if rounds == 1 else "   rounds: " + "; ".join(
+            "/".join(f"{r:.0f}" for r in samples[shape, k]) for k in RECORDERS)
+        print(f"  {shape:12s}{cells}{every}")
+    print("  (no handler: the fake model's invokes alone, the ceiling of any recorder)")
+    for shape in ("8 threads", "4 processes"):
+        rates = result[shape]
+        ratio = rates["UsageHandler, background"] / rates["raw INSERT handler"]
+        print(f"  target: background >= {TARGET:g}x raw INSERT handler, {shape}: {ratio:.2f}x, "
+              + ("holds" if ratio >= TARGET else f"misses by {(1 - ratio / TARGET):.0%}")
+              + f" (ceiling: {rates['no handler'] / rates['raw INSERT handler']:.2f}x)")
+
+    total = sum(expected.values())
+    print(f"  rows: {counts['rows']} stored, {counts['run_ids']} distinct run ids, expected "
+          f"{total}; {counts['spooled']} spooled")
+    problems = []
+    if counts["rows"] != total or counts["run_ids"] != total or counts["spooled"]:
+        problems.append("rows lost, doubled or spooled")
+    for kind, node in NODE.items():
+        line = f"  {kind:26s} {counts[node]} rows (expected {expected[kind]})"
+        ok = counts[node] == expected[kind]
+        if kind != "raw INSERT handler":  # the raw handler keeps no rollups
+            rolled = [counts[f"{node} {t}"] for t in ("llm_tracker_usage_rollup",
+                                                       "llm_tracker_usage_rollup_day")]
+            line += (f", {counts[node + ' priced']} priced, rollup calls {rolled[0]} (15 min)"
+                     f" / {rolled[1]} (day)")
+            ok = ok and counts[node + " priced"] == expected[kind] \
+                and rolled == [expected[kind]] * 2
+        print(line)
+        if not ok:
+            problems.append(f"{kind}: rows lost, doubled, unpriced or miscounted in rollups")
+    if problems:
+        raise SystemExit("; ".join(problems))
+    return result
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--calls", type=int, default=2000)
+    parser.add_argument("--rounds", type=int, default=1)
     parser.add_argument("--postgres", default=os.environ.get(
         "LLM_TRACKER_TEST_POSTGRES_URL", DEFAULT_PG))
     parser.add_argument("--no-postgres", action="store_true")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        bench_backend("SQLite (file, WAL)", f"sqlite:///{tmp}/bench.sqlite3", args.calls)
+        bench_backend("SQLite (file, WAL)", f"sqlite:///{tmp}/bench.sqlite3", args.calls,
+                      args.rounds)
     if not args.no_postgres:
-        bench_backend("PostgreSQL", args.postgres, args.calls)
+        bench_backend("PostgreSQL", args.postgres, args.calls, args.rounds)
 
 
 if __name__ == "__main__":
