@@ -176,14 +176,13 @@ def get_llm_usage(usage_id: str | uuid.UUID) -> dict[str, Any] | None:
     return _row_dict(*found) if found else None
 
 
-# Every column but the idempotency key, with the user's name beside the id; metadata
-# (the widest) last in the CSV.
+# Every column but the idempotency key, in the model's order, with the user's name beside
+# the id (metadata, the widest, is the model's last column).
 _COLUMNS = tuple(col.key for col in LLMUsage.__table__.c if col.key != "run_id")
 _ATTRIBUTES = {col.key: attr.key for attr in LLMUsage.__mapper__.column_attrs
                for col in attr.columns}
-CSV_COLUMNS = tuple(name for column in _COLUMNS if column != "metadata"
-                    for name in ((column, "username") if column == "user_id" else (column,))
-                    ) + ("metadata",)
+CSV_COLUMNS = tuple(name for column in _COLUMNS
+                    for name in ((column, "username") if column == "user_id" else (column,)))
 _CSV_BATCH = 1000
 
 

@@ -24,11 +24,13 @@ class LLMUsage(Model):
     """One chat model / LLM run: tokens, latency, outcome and who asked."""
 
     __tablename__ = "llm_tracker_usage"
+    # Declared in the order people read a row (the list's and the CSV's column order).
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
     # Idempotency key: the LangChain run id (or a fresh uuid); a run or a spool replay
     # can never make two rows.
     run_id: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
     # 64-bit: user ids and token counts of any application fit (record_usage normalises
     # what does not, see recording.normalise).
     user_id: Mapped[int | None] = mapped_column(BigInteger)
@@ -43,12 +45,6 @@ class LLMUsage(Model):
     cached_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
     cache_write_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
     reasoning_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
-    latency_ms: Mapped[int | None] = mapped_column(Integer)
-    success: Mapped[bool] = mapped_column(Boolean, default=True)
-    error: Mapped[str | None] = mapped_column(Text)
-    # "metadata" is reserved on declarative classes, hence the attribute name.
-    meta: Mapped[dict[str, Any]] = mapped_column("metadata", JSONType, default=dict)
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
     # Priced at write time (llm_tracker.pricing); all NULL when no price source knows the
     # model ("unpriced"), never a silent 0. cost_usd = input + output (+ per-request fees).
     cost_usd: Mapped[Decimal | None] = mapped_column(Money)
@@ -57,6 +53,11 @@ class LLMUsage(Model):
     # What the cached input would have cost at the uncached input rate, minus what it cost.
     cache_savings_usd: Mapped[Decimal | None] = mapped_column(Money)
     price_source: Mapped[str | None] = mapped_column(String(200))
+    latency_ms: Mapped[int | None] = mapped_column(Integer)
+    success: Mapped[bool] = mapped_column(Boolean, default=True)
+    error: Mapped[str | None] = mapped_column(Text)
+    # "metadata" is reserved on declarative classes, hence the attribute name.
+    meta: Mapped[dict[str, Any]] = mapped_column("metadata", JSONType, default=dict)
 
     __table_args__ = (
         Index("ix_llm_tracker_usage_user_id_created_at", "user_id", "created_at"),
