@@ -67,6 +67,18 @@ def app(make_app):
 
 
 @pytest.fixture
+def app_ctx(app):
+    """The ``app`` fixture's app, with an app context pushed for the whole test.
+
+    For a test that simply runs inside one context. Not with the test client or CLI runner
+    in between: a request on a pushed context reuses it (its ``g`` and database session),
+    so such tests push their own contexts around the parts that need one.
+    """
+    with app.app_context():
+        yield app
+
+
+@pytest.fixture
 def client(app):
     return app.test_client()
 

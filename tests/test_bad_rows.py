@@ -41,16 +41,15 @@ def _stored() -> dict[str, LLMUsage]:
     return {row.run_id: row for row in db.session.execute(select(LLMUsage)).scalars()}
 
 
-def test_record_usage_stores_what_the_columns_could_not_hold(app):
-    with app.app_context():
-        record_usage(
-            "m" * 300, prompt_tokens=BIG * 4, completion_tokens=BIG, user_id=BIG * 8,
-            error="Boom\x00 with a lone \ud800 surrogate", provider="p" * 60,
-            node_name="n" * 250, run_id="r-1", latency_ms=2**40, created_at=WHEN,
-            metadata={"k\x00": "v\x00", "s": "\udfff", "nan": math.nan, "inf": math.inf,
-                      "deep": {"list": ["a\x00", 1, None, True]}, "obj": object})
-        [row] = _stored().values()
-        assert get_spool().rows() == []
+def test_record_usage_stores_what_the_columns_could_not_hold(app_ctx):
+    record_usage(
+        "m" * 300, prompt_tokens=BIG * 4, completion_tokens=BIG, user_id=BIG * 8,
+        error="Boom\x00 with a lone \ud800 surrogate", provider="p" * 60,
+        node_name="n" * 250, run_id="r-1", latency_ms=2**40, created_at=WHEN,
+        metadata={"k\x00": "v\x00", "s": "\udfff", "nan": math.nan, "inf": math.inf,
+                  "deep": {"list": ["a\x00", 1, None, True]}, "obj": object})
+    [row] = _stored().values()
+    assert get_spool().rows() == []
     assert row.model == "m" * (200 - len(CUT_MARK)) + CUT_MARK and len(row.model) == 200
     assert row.node_name == "n" * (200 - len(CUT_MARK)) + CUT_MARK
     assert row.provider == "p" * (50 - len(CUT_MARK)) + CUT_MARK
@@ -68,8 +67,8 @@ def test_record_usage_stores_what_the_columns_could_not_hold(app):
     ("prompt_tokens", 2**63), ("completion_tokens", 2**64), ("user_id", 2**63),
     ("user_id", NO_USER), ("user_id", "abc"),
 ])
-def test_values_no_column_can_hold_are_a_clear_error(app, field, value):
-    with app.app_context(), pytest.raises(ValueError, match=field):
+def test_values_no_column_can_hold_are_a_clear_error(app_ctx, field, value):
+    with pytest.raises(ValueError, match=field):
         record_usage("gpt-4o-mini", **{field: value})
 
 
@@ -153,15 +152,14 @@ def test_replay_writes_every_good_row_and_dead_letters_each_bad_one(app, databas
     assert "written: 0, already present: 0, remaining: 0, dead-lettered: 0" in again.output
 
 
-def test_a_row_the_database_refuses_is_dead_lettered_at_once(app, database_url, caplog):
-    with app.app_context():
-        _refuse_a_model(database_url)
-        with caplog.at_level(logging.WARNING, logger="llm_tracker"):
-            record_usage(REFUSED_MODEL, 5, 1, run_id="refused-now")
-            record_usage("gpt-4o-mini", 5, 1, run_id="fine")
-        assert set(_stored()) == {"fine"}
-        assert get_spool().rows() == []  # replay could only fail again
-        [entry] = get_spool().dead.entries()
+def test_a_row_the_database_refuses_is_dead_lettered_at_once(app_ctx, database_url, caplog):
+    _refuse_a_model(database_url)
+    with caplog.at_level(logging.WARNING, logger="llm_tracker"):
+        record_usage(REFUSED_MODEL, 5, 1, run_id="refused-now")
+        record_usage("gpt-4o-mini", 5, 1, run_id="fine")
+    assert set(_stored()) == {"fine"}
+    assert get_spool().rows() == []  # replay could only fail again
+    [entry] = get_spool().dead.entries()
     assert entry.row["run_id"] == "refused-now"
     assert entry.reason.startswith("database refused the row: ")
     assert "dead-lettered to" in caplog.text and "spooled" not in caplog.text

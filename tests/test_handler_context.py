@@ -201,9 +201,9 @@ def test_track_usage_tracks_calls_without_callbacks_and_stops(app, fake_provider
     assert len(fake_provider.requests) == 6
 
 
-def test_track_usage_in_app_context_and_langgraph(app, fake_provider):
+def test_track_usage_in_app_context_and_langgraph(app, app_ctx, fake_provider):
     graph, _ = _graph(GEMINI.build(fake_provider))
-    with app.app_context(), track_usage({"user_id": 8}):
+    with track_usage({"user_id": 8}):
         graph.invoke({"text": "long text"})
     rows = usage_rows(app)
     assert sorted((r.user_id, r.node_name) for r in rows) == [(8, "summarise"), (8, "title")]

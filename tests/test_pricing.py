@@ -385,14 +385,13 @@ def test_rules_from_the_environment(monkeypatch, make_app):
 # --- storage, spool, offline data ----------------------------------------------------
 
 
-def test_sums_are_exact(app):
+def test_sums_are_exact(app_ctx):
     # 3.75e-8 USD a token: floats could not add these up exactly; the column can.
-    with app.app_context():
-        for i in range(300):
-            record_usage("gemini-1.5-flash", provider="google", prompt_tokens=2 + i,
-                         cached_tokens=1 + i, created_at=datetime(2024, 9, 1, tzinfo=UTC))
-        costs = db.session.scalars(select(LLMUsage.cost_usd)).all()
-        total = db.session.execute(select(func.sum(LLMUsage.cost_usd))).scalar_one()
+    for i in range(300):
+        record_usage("gemini-1.5-flash", provider="google", prompt_tokens=2 + i,
+                     cached_tokens=1 + i, created_at=datetime(2024, 9, 1, tzinfo=UTC))
+    costs = db.session.scalars(select(LLMUsage.cost_usd)).all()
+    total = db.session.execute(select(func.sum(LLMUsage.cost_usd))).scalar_one()
     assert total == sum(costs)
     assert isinstance(total, Decimal)
     # 300 x 1 uncached x $0.075 + (1 + ... + 300) cached x $0.01875
@@ -400,29 +399,28 @@ def test_sums_are_exact(app):
     assert format_money(total) == "0.0008690625"
 
 
-def test_spooled_rows_carry_their_cost(app, monkeypatch):
+def test_spooled_rows_carry_their_cost(app_ctx, monkeypatch):
     def down(conn, values):
         raise RuntimeError("database down")
 
     at = datetime(2026, 3, 1, tzinfo=UTC)
-    with app.app_context():
-        with monkeypatch.context() as m:
-            m.setattr(recording, "insert_row", down)
-            returned = record_usage("gpt-4o-mini", provider="openai", prompt_tokens=1010,
-                                    created_at=at)
-        with open(get_spool().path, encoding="utf-8") as f:
-            [line] = f.readlines()
-        # A legacy line (spooled before rows were priced) is priced at replay.
-        legacy = json.loads(line)
-        for key in ("cost_usd", "input_cost_usd", "output_cost_usd", "cache_savings_usd",
-                    "price_source"):
-            del legacy[key]
-        legacy.update(id="00000000-0000-0000-0000-000000000001", run_id="legacy",
-                      prompt_tokens=2020, total_tokens=2020)
-        with open(get_spool().path, "a", encoding="utf-8") as f:
-            f.write(json.dumps(legacy) + "\n")
-        assert get_spool().replay().written == 2
-        rows = db.session.scalars(select(LLMUsage).order_by(LLMUsage.prompt_tokens)).all()
+    with monkeypatch.context() as m:
+        m.setattr(recording, "insert_row", down)
+        returned = record_usage("gpt-4o-mini", provider="openai", prompt_tokens=1010,
+                                created_at=at)
+    with open(get_spool().path, encoding="utf-8") as f:
+        [line] = f.readlines()
+    # A legacy line (spooled before rows were priced) is priced at replay.
+    legacy = json.loads(line)
+    for key in ("cost_usd", "input_cost_usd", "output_cost_usd", "cache_savings_usd",
+                "price_source"):
+        del legacy[key]
+    legacy.update(id="00000000-0000-0000-0000-000000000001", run_id="legacy",
+                  prompt_tokens=2020, total_tokens=2020)
+    with open(get_spool().path, "a", encoding="utf-8") as f:
+        f.write(json.dumps(legacy) + "\n")
+    assert get_spool().replay().written == 2
+    rows = db.session.scalars(select(LLMUsage).order_by(LLMUsage.prompt_tokens)).all()
     assert json.loads(line)["cost_usd"] == "0.000151500000"
     assert returned.cost_usd == Decimal("0.0001515")
     assert [(r.cost_usd, r.price_source) for r in rows] == [

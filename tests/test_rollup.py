@@ -39,39 +39,38 @@ def timezone_offset(hours: int, minutes: int):
     return timezone(timedelta(hours=hours, minutes=minutes))
 
 
-def test_insert_adds_to_its_rollup_row_exactly(app):
-    with app.app_context():
-        record_usage("gpt-4o-mini", 1000, 100, cached_tokens=200, reasoning_tokens=10,
-                     provider="openai", user_id=7, node_name="a",
-                     created_at=utc(2026, 1, 1, 10, 7))
-        record_usage("gpt-4o-mini", 2000, 300, provider="openai", user_id=7, node_name="a",
-                     created_at=utc(2026, 1, 1, 10, 14, 59, 999999), run_id="r1")
-        # A duplicate run id adds nothing.
-        record_usage("gpt-4o-mini", 5000, 500, provider="openai", user_id=7, node_name="a",
-                     created_at=utc(2026, 1, 1, 10, 14), run_id="r1")
-        record_usage("mystery-model", 10, 5, success=False, error="boom",
-                     created_at=utc(2026, 1, 1, 10, 15))
-        assert_rollups_match()
-        rollups = stored_rollups()
-        assert set(rollups) == {
-            (utc(2026, 1, 1, 10, 0), "gpt-4o-mini", "openai", 7, "a", True),
-            (utc(2026, 1, 1, 10, 15), "mystery-model", NO_PROVIDER, NO_USER, "unknown", False),
-        }
-        first = rollups[(utc(2026, 1, 1, 10, 0), "gpt-4o-mini", "openai", 7, "a", True)]
-        assert first["calls"] == 2
-        assert first["prompt_tokens"] == 3000
-        assert first["completion_tokens"] == 400
-        assert first["total_tokens"] == 3400
-        assert first["cached_tokens"] == 200
-        assert first["reasoning_tokens"] == 10
-        assert first["unpriced_calls"] == 0
-        # gpt-4o-mini: $0.15 / $0.60 per Mtok in / out, $0.075 cached: 800 x 0.15 + 200 x
-        # 0.075 + 100 x 0.60 = 195 µ$, then 2000 x 0.15 + 300 x 0.60 = 480 µ$.
-        assert first["cost_usd"] == Decimal("0.000675000000")
-        unpriced = rollups[(utc(2026, 1, 1, 10, 15), "mystery-model", NO_PROVIDER, NO_USER,
-                            "unknown", False)]
-        assert unpriced["calls"] == unpriced["unpriced_calls"] == 1
-        assert unpriced["cost_usd"] == Decimal(0)
+def test_insert_adds_to_its_rollup_row_exactly(app_ctx):
+    record_usage("gpt-4o-mini", 1000, 100, cached_tokens=200, reasoning_tokens=10,
+                 provider="openai", user_id=7, node_name="a",
+                 created_at=utc(2026, 1, 1, 10, 7))
+    record_usage("gpt-4o-mini", 2000, 300, provider="openai", user_id=7, node_name="a",
+                 created_at=utc(2026, 1, 1, 10, 14, 59, 999999), run_id="r1")
+    # A duplicate run id adds nothing.
+    record_usage("gpt-4o-mini", 5000, 500, provider="openai", user_id=7, node_name="a",
+                 created_at=utc(2026, 1, 1, 10, 14), run_id="r1")
+    record_usage("mystery-model", 10, 5, success=False, error="boom",
+                 created_at=utc(2026, 1, 1, 10, 15))
+    assert_rollups_match()
+    rollups = stored_rollups()
+    assert set(rollups) == {
+        (utc(2026, 1, 1, 10, 0), "gpt-4o-mini", "openai", 7, "a", True),
+        (utc(2026, 1, 1, 10, 15), "mystery-model", NO_PROVIDER, NO_USER, "unknown", False),
+    }
+    first = rollups[(utc(2026, 1, 1, 10, 0), "gpt-4o-mini", "openai", 7, "a", True)]
+    assert first["calls"] == 2
+    assert first["prompt_tokens"] == 3000
+    assert first["completion_tokens"] == 400
+    assert first["total_tokens"] == 3400
+    assert first["cached_tokens"] == 200
+    assert first["reasoning_tokens"] == 10
+    assert first["unpriced_calls"] == 0
+    # gpt-4o-mini: $0.15 / $0.60 per Mtok in / out, $0.075 cached: 800 x 0.15 + 200 x
+    # 0.075 + 100 x 0.60 = 195 µ$, then 2000 x 0.15 + 300 x 0.60 = 480 µ$.
+    assert first["cost_usd"] == Decimal("0.000675000000")
+    unpriced = rollups[(utc(2026, 1, 1, 10, 15), "mystery-model", NO_PROVIDER, NO_USER,
+                        "unknown", False)]
+    assert unpriced["calls"] == unpriced["unpriced_calls"] == 1
+    assert unpriced["cost_usd"] == Decimal(0)
 
 
 def test_concurrent_threads_lose_nothing(app):

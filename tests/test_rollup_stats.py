@@ -129,68 +129,64 @@ def seed() -> None:
     record_usage("gpt-4o-mini", 5, 5, user_id=2, created_at=utc(2026, 1, 10, 11, 59, 59))
 
 
-def test_ragged_start_reads_raw_rows_for_the_edge(app):
-    with app.app_context():
-        seed()
-        # 10:07 .. 12:00: raw rows 10:07-10:15, rollups from 10:15 on.
-        summary = get_summary_stats("2026-01-10T10:07:00Z", "2026-01-10T12:00:00Z")
-        assert summary["total_calls"] == 3
-        assert summary["total_tokens"] == 33 + 440 + 10
-        assert summary["unpriced_calls"] == 1
-        assert summary["failed_calls"] == 1
-        # gpt-4o: 400 x $2.50 + 40 x $10 per Mtok; gpt-4o-mini: 5 x 0.15 + 5 x 0.60.
-        assert summary["total_cost_usd"] == "0.001403750"
-        with raw_scan():
-            assert get_summary_stats("2026-01-10T10:07:00Z", "2026-01-10T12:00:00Z") == summary
+def test_ragged_start_reads_raw_rows_for_the_edge(app_ctx):
+    seed()
+    # 10:07 .. 12:00: raw rows 10:07-10:15, rollups from 10:15 on.
+    summary = get_summary_stats("2026-01-10T10:07:00Z", "2026-01-10T12:00:00Z")
+    assert summary["total_calls"] == 3
+    assert summary["total_tokens"] == 33 + 440 + 10
+    assert summary["unpriced_calls"] == 1
+    assert summary["failed_calls"] == 1
+    # gpt-4o: 400 x $2.50 + 40 x $10 per Mtok; gpt-4o-mini: 5 x 0.15 + 5 x 0.60.
+    assert summary["total_cost_usd"] == "0.001403750"
+    with raw_scan():
+        assert get_summary_stats("2026-01-10T10:07:00Z", "2026-01-10T12:00:00Z") == summary
 
 
-def test_only_unpriced_calls_cost_null_and_no_calls_cost_zero(app):
-    with app.app_context():
-        seed()
-        by_model = {r["model"]: r for r in get_stats_by_model("2026-01-10", "2026-01-10")}
-        assert by_model["acme-x"]["total_cost_usd"] is None
-        assert by_model["gpt-4o-mini"]["total_calls"] == 3
-        empty = get_summary_stats("2026-02-01", "2026-02-02")
-        assert (empty["total_calls"], empty["total_cost_usd"]) == (0, "0.000000000")
+def test_only_unpriced_calls_cost_null_and_no_calls_cost_zero(app_ctx):
+    seed()
+    by_model = {r["model"]: r for r in get_stats_by_model("2026-01-10", "2026-01-10")}
+    assert by_model["acme-x"]["total_cost_usd"] is None
+    assert by_model["gpt-4o-mini"]["total_calls"] == 3
+    empty = get_summary_stats("2026-02-01", "2026-02-02")
+    assert (empty["total_calls"], empty["total_cost_usd"]) == (0, "0.000000000")
 
 
-def test_whole_buckets_are_read_from_the_rollup_table(app):
-    with app.app_context():
-        seed()
-        statements = []
+def test_whole_buckets_are_read_from_the_rollup_table(app_ctx):
+    seed()
+    statements = []
 
-        def capture(_conn, _cursor, statement, *_args):
-            statements.append(statement)
+    def capture(_conn, _cursor, statement, *_args):
+        statements.append(statement)
 
-        event.listen(db.engine, "before_cursor_execute", capture)
-        try:
-            aligned = get_summary_stats("2026-01-10T10:00:00Z", "2026-01-10T11:59:59.999999Z")
-            ragged = get_summary_stats("2026-01-10T10:07:00Z", "2026-01-10T11:59:59.999999Z")
-        finally:
-            event.remove(db.engine, "before_cursor_execute", capture)
-        assert aligned["total_calls"] == 5 and ragged["total_calls"] == 3
-        raw_table = re.compile(r"FROM llm_tracker_usage\b(?!_rollup)")
-        # Whole buckets only: the rollup table alone.
-        assert "FROM llm_tracker_usage_rollup" in statements[0]
-        assert not raw_table.search(statements[0])
-        # 10:07-10:15 from raw rows, the rest from rollups, in one statement.
-        assert "FROM llm_tracker_usage_rollup" in statements[1]
-        assert raw_table.search(statements[1])
-        assert len(statements) == 2
+    event.listen(db.engine, "before_cursor_execute", capture)
+    try:
+        aligned = get_summary_stats("2026-01-10T10:00:00Z", "2026-01-10T11:59:59.999999Z")
+        ragged = get_summary_stats("2026-01-10T10:07:00Z", "2026-01-10T11:59:59.999999Z")
+    finally:
+        event.remove(db.engine, "before_cursor_execute", capture)
+    assert aligned["total_calls"] == 5 and ragged["total_calls"] == 3
+    raw_table = re.compile(r"FROM llm_tracker_usage\b(?!_rollup)")
+    # Whole buckets only: the rollup table alone.
+    assert "FROM llm_tracker_usage_rollup" in statements[0]
+    assert not raw_table.search(statements[0])
+    # 10:07-10:15 from raw rows, the rest from rollups, in one statement.
+    assert "FROM llm_tracker_usage_rollup" in statements[1]
+    assert raw_table.search(statements[1])
+    assert len(statements) == 2
 
 
 @pytest.mark.parametrize("tz", ["Asia/Kathmandu", "America/New_York"])
-def test_series_across_dst_and_quarter_hour_zones(app, tz):
-    with app.app_context():
-        start = utc(2026, 3, 7)
-        for i in range(0, 3 * 24 * 60, 37):
-            record_usage(("gpt-4o-mini", "acme-x")[i % 2], i % 1000, 7, user_id=(None, 1)[i % 2],
-                         created_at=start + timedelta(minutes=i, seconds=i % 60))
-        for granularity, lo, hi in (("day", "2026-03-08", "2026-03-08"),
-                                    ("month", "2026-03-07T05:10:00", "2026-03-09T19:22:00")):
-            args = {"start_date": lo, "end_date": hi, "tz": tz}
-            series = get_time_series_stats(granularity, **args)
-            with raw_scan():
-                assert series == get_time_series_stats(granularity, **args)
-            assert sum(b["total_calls"] for b in series) == get_summary_stats(**args)[
-                "total_calls"]
+def test_series_across_dst_and_quarter_hour_zones(app_ctx, tz):
+    start = utc(2026, 3, 7)
+    for i in range(0, 3 * 24 * 60, 37):
+        record_usage(("gpt-4o-mini", "acme-x")[i % 2], i % 1000, 7, user_id=(None, 1)[i % 2],
+                     created_at=start + timedelta(minutes=i, seconds=i % 60))
+    for granularity, lo, hi in (("day", "2026-03-08", "2026-03-08"),
+                                ("month", "2026-03-07T05:10:00", "2026-03-09T19:22:00")):
+        args = {"start_date": lo, "end_date": hi, "tz": tz}
+        series = get_time_series_stats(granularity, **args)
+        with raw_scan():
+            assert series == get_time_series_stats(granularity, **args)
+        assert sum(b["total_calls"] for b in series) == get_summary_stats(**args)[
+            "total_calls"]

@@ -107,14 +107,13 @@ def test_replay_while_still_down_keeps_the_rows(make_app, database_url):
         assert _count(app) == (2, 2, 21)
 
 
-def test_a_row_both_stored_and_spooled_is_written_once(app):
-    with app.app_context():
-        model = _model(1)
-        model.invoke("a", config={"callbacks": [UsageHandler(app=app)]})
-        row = db.session.execute(select(LLMUsage)).scalar_one()
-        values = {attr.columns[0].name: getattr(row, attr.key)
-                  for attr in LLMUsage.__mapper__.column_attrs}
-        get_spool().append(values)
-        result = get_spool().replay()
+def test_a_row_both_stored_and_spooled_is_written_once(app, app_ctx):
+    model = _model(1)
+    model.invoke("a", config={"callbacks": [UsageHandler(app=app)]})
+    row = db.session.execute(select(LLMUsage)).scalar_one()
+    values = {attr.columns[0].name: getattr(row, attr.key)
+              for attr in LLMUsage.__mapper__.column_attrs}
+    get_spool().append(values)
+    result = get_spool().replay()
     assert (result.written, result.duplicates, result.remaining) == (0, 1, 0)
     assert _count(app) == (1, 1, 10)

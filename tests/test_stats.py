@@ -53,16 +53,10 @@ def nonzero(series):
             for i, b in enumerate(series) if b["total_calls"]}
 
 
-@pytest.fixture
-def ctx(app):
-    with app.app_context():
-        yield app
-
-
 # --- summary ----------------------------------------------------------------------------
 
 
-def test_summary_all_eight_keys(ctx):
+def test_summary_all_eight_keys(app_ctx):
     seed_rows()
     assert get_summary_stats() == {
         "total_prompt_tokens": 1426,
@@ -81,7 +75,7 @@ def test_summary_all_eight_keys(ctx):
     }
 
 
-def test_summary_empty_database_is_zeros(ctx):
+def test_summary_empty_database_is_zeros(app_ctx):
     assert get_summary_stats() == {
         **{key: 0 for key in (*TOKEN_KEYS, "total_calls", "successful_calls", "failed_calls",
                               "unpriced_calls")},
@@ -90,7 +84,7 @@ def test_summary_empty_database_is_zeros(ctx):
     }
 
 
-def test_summary_user_filter(ctx):
+def test_summary_user_filter(app_ctx):
     seed_rows()
     assert get_summary_stats(user_id=1) == {
         "total_prompt_tokens": 420,
@@ -109,7 +103,7 @@ def test_summary_user_filter(ctx):
     assert get_summary_stats(user_id=99)["total_calls"] == 0
 
 
-def test_summary_date_only_end_covers_the_whole_day(ctx):
+def test_summary_date_only_end_covers_the_whole_day(app_ctx):
     seed_rows()
     day = get_summary_stats(start_date="2026-01-10", end_date="2026-01-10")
     assert (day["total_calls"], day["total_tokens"], day["total_prompt_tokens"],
@@ -119,7 +113,7 @@ def test_summary_date_only_end_covers_the_whole_day(ctx):
                              end_date="2026-01-10T23:59:59")["total_calls"] == 2
 
 
-def test_summary_start_is_inclusive_with_offsets_and_tz(ctx):
+def test_summary_start_is_inclusive_with_offsets_and_tz(app_ctx):
     seed_rows()
     assert get_summary_stats(start_date="2026-01-10T09:30:00")["total_calls"] == 4
     assert get_summary_stats(start_date="2026-01-10T17:30:00+08:00")["total_calls"] == 4
@@ -137,7 +131,7 @@ def test_summary_start_is_inclusive_with_offsets_and_tz(ctx):
 # --- by model ---------------------------------------------------------------------------
 
 
-def test_by_model_sorted_by_total_tokens(ctx):
+def test_by_model_sorted_by_total_tokens(app_ctx):
     seed_rows()
     assert get_stats_by_model() == [
         {"model": "gpt-4o", "total_calls": 2, "total_prompt_tokens": 1005,
@@ -152,7 +146,7 @@ def test_by_model_sorted_by_total_tokens(ctx):
     ]
 
 
-def test_by_model_filters_and_ties(ctx):
+def test_by_model_filters_and_ties(app_ctx):
     seed_rows()
     assert [(m["model"], m["total_tokens"]) for m in get_stats_by_model(user_id=1)] == [
         ("o3-mini", 700), ("gpt-4o-mini", 170)]
@@ -167,7 +161,7 @@ def test_by_model_filters_and_ties(ctx):
 # --- time series (UTC) ------------------------------------------------------------------
 
 
-def test_series_hourly_day_is_24_zero_filled_buckets(ctx):
+def test_series_hourly_day_is_24_zero_filled_buckets(app_ctx):
     seed_rows()
     series = get_time_series_stats("day", "2026-01-10", "2026-01-10")
     assert len(series) == 24
@@ -184,7 +178,7 @@ def test_series_hourly_day_is_24_zero_filled_buckets(ctx):
                          "total_cost_usd": "0.000000000", "unpriced_calls": 0}
 
 
-def test_series_daily_month_and_monthly_year(ctx):
+def test_series_daily_month_and_monthly_year(app_ctx):
     seed_rows()
     month = get_time_series_stats("month", "2026-01-01", "2026-01-31")
     assert len(month) == 31
@@ -198,7 +192,7 @@ def test_series_daily_month_and_monthly_year(ctx):
     assert nonzero(year) == {0: (6, 2083)}
 
 
-def test_series_user_filter_and_partial_range(ctx):
+def test_series_user_filter_and_partial_range(app_ctx):
     seed_rows()
     month = get_time_series_stats("month", "2026-01-01", "2026-01-31", user_id=1)
     assert nonzero(month) == {9: (2, 850), 10: (1, 20)}
@@ -208,7 +202,7 @@ def test_series_user_filter_and_partial_range(ctx):
         ("2026-01-10T08:00:00+00:00", 0, 0), ("2026-01-10T09:00:00+00:00", 1, 1200)]
 
 
-def test_series_is_one_group_by_statement(ctx):
+def test_series_is_one_group_by_statement(app_ctx):
     seed_rows()
     statements = []
 
@@ -228,7 +222,7 @@ def test_series_is_one_group_by_statement(ctx):
 # --- time zones -------------------------------------------------------------------------
 
 
-def test_series_shanghai_day(ctx):
+def test_series_shanghai_day(app_ctx):
     add(utc(2026, 1, 9, 15, 59, 59), prompt=1)       # 2026-01-09 23:59:59 local
     add(utc(2026, 1, 9, 16, 0), prompt=10)           # 2026-01-10 00:00 local
     add(utc(2026, 1, 10, 1, 30), prompt=100)         # 09:30 local
@@ -246,7 +240,7 @@ def test_series_shanghai_day(ctx):
     assert (summary["total_calls"], summary["total_tokens"]) == (3, 1110)
 
 
-def test_series_new_york_spring_forward_has_23_hours(ctx):
+def test_series_new_york_spring_forward_has_23_hours(app_ctx):
     add(utc(2026, 3, 8, 4, 59, 59), prompt=100000)   # 2026-03-07 23:59:59 EST
     add(utc(2026, 3, 8, 5, 0), prompt=1000)          # 00:00 EST
     add(utc(2026, 3, 8, 6, 59, 59), prompt=1)        # 01:59:59 EST
@@ -268,7 +262,7 @@ def test_series_new_york_spring_forward_has_23_hours(ctx):
     assert nonzero(month) == {6: (1, 100000), 7: (4, 1111), 8: (1, 10000)}
 
 
-def test_series_new_york_fall_back_has_25_hours(ctx):
+def test_series_new_york_fall_back_has_25_hours(app_ctx):
     add(utc(2026, 11, 1, 3, 59, 59), prompt=100000)  # 2026-10-31 23:59:59 EDT
     add(utc(2026, 11, 1, 4, 0), prompt=1)            # 00:00 EDT
     add(utc(2026, 11, 1, 5, 30), prompt=10)          # 01:30 EDT
@@ -288,7 +282,7 @@ def test_series_new_york_fall_back_has_25_hours(ctx):
     assert (summary["total_calls"], summary["total_tokens"]) == (5, 11111)
 
 
-def test_series_kathmandu_quarter_hour_offset(ctx):
+def test_series_kathmandu_quarter_hour_offset(app_ctx):
     add(utc(2026, 1, 9, 18, 14, 59), prompt=1)       # 2026-01-09 23:59:59 +05:45
     add(utc(2026, 1, 9, 18, 15), prompt=10)          # 2026-01-10 00:00
     add(utc(2026, 1, 9, 19, 14, 59), prompt=100)     # 00:59:59
@@ -304,7 +298,7 @@ def test_series_kathmandu_quarter_hour_offset(ctx):
     assert nonzero(month) == {8: (1, 1), 9: (4, 11110), 10: (1, 100000)}
 
 
-def test_series_kolkata_half_hour_offset_month(ctx):
+def test_series_kolkata_half_hour_offset_month(app_ctx):
     add(utc(2025, 12, 31, 18, 29, 59), prompt=1)     # 2025-12-31 23:59:59 +05:30
     add(utc(2025, 12, 31, 18, 30), prompt=10)        # 2026-01-01 00:00
     add(utc(2026, 1, 31, 18, 29, 59), prompt=100)    # 2026-01-31 23:59:59
@@ -328,7 +322,7 @@ def now(monkeypatch):
     return fixed
 
 
-def test_default_ranges(ctx, now):
+def test_default_ranges(app_ctx, now):
     seed_rows()
     day = get_time_series_stats("day")
     assert len(day) == 24
@@ -354,7 +348,7 @@ def test_default_ranges(ctx, now):
         24, "2026-01-09T18:00:00+08:00", "2026-01-10T17:00:00+08:00")
 
 
-def test_one_bound_given(ctx, now):
+def test_one_bound_given(app_ctx, now):
     seed_rows()
     # Only an end: the default window before it, whole buckets.
     day = get_time_series_stats("day", end_date="2026-01-10")
@@ -385,7 +379,7 @@ def test_one_bound_given(ctx, now):
     (lambda: get_summary_stats(end_date="9999-12-31"), "out of the supported range"),
     (lambda: get_time_series_stats("day", "2020-01-01", "2026-01-01"), "more than 10000"),
 ])
-def test_bad_arguments_raise_value_error(ctx, call, message):
+def test_bad_arguments_raise_value_error(app_ctx, call, message):
     with pytest.raises(ValueError, match=message.replace("(", r"\(")):
         call()
 
@@ -407,7 +401,7 @@ def test_date_helpers():
 # --- from a query -----------------------------------------------------------------------
 
 
-def test_token_stats_from_query(ctx):
+def test_token_stats_from_query(app_ctx):
     seed_rows()
     data = get_token_stats_from_query(MultiDict({
         "start_date": "2026-01-10", "end_date": "2026-01-10", "user_id": "1",

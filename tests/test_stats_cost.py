@@ -27,13 +27,7 @@ def utc(*args):
     return datetime(*args, tzinfo=UTC)
 
 
-@pytest.fixture
-def ctx(app):
-    with app.app_context():
-        yield app
-
-
-def test_unpriced_calls_are_null_never_zero(ctx):
+def test_unpriced_calls_are_null_never_zero(app_ctx):
     record_usage("gpt-4o-mini", 1000, 100, provider="openai", created_at=utc(2026, 3, 1, 10))
     record_usage("acme-llm-7", 500, 50, created_at=utc(2026, 3, 1, 10, 30))
     record_usage("acme-llm-7", 500, 50, created_at=utc(2026, 3, 1, 12))
@@ -58,7 +52,7 @@ def test_unpriced_calls_are_null_never_zero(ctx):
             only_unpriced["unpriced_calls"]) == (1, None, 1)
 
 
-def test_priced_filter_finds_the_unpriced_rows(ctx):
+def test_priced_filter_finds_the_unpriced_rows(app_ctx):
     record_usage("gpt-4o-mini", 10, 1, created_at=utc(2026, 3, 1))
     record_usage("acme-llm-7", 10, 1, created_at=utc(2026, 3, 2))
     record_usage("mystery-model", 10, 1, created_at=utc(2026, 3, 3))
@@ -93,7 +87,7 @@ MODELS = [("gpt-4o-mini", "openai"), ("gpt-4o", "openai"), ("o3-mini", "openai")
           ("acme-llm-7", None)]
 
 
-def test_totals_equal_the_sum_of_row_costs_exactly(ctx):
+def test_totals_equal_the_sum_of_row_costs_exactly(app_ctx):
     rng = random.Random(20261129)
     start = utc(2026, 2, 1)
     for _ in range(120):

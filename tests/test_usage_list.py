@@ -38,18 +38,12 @@ def rows(app):
     return [str(row.id) for row in made]
 
 
-@pytest.fixture
-def ctx(app, rows):
-    with app.app_context():
-        yield rows
-
-
 def models(data):
     return [r["model"] for r in data["results"]]
 
 
-def test_newest_first_with_every_field(ctx):
-    ids = ctx
+def test_newest_first_with_every_field(rows, app_ctx):
+    ids = rows
     data = get_llm_usage_list()
     assert (data["total"], data["page"], data["page_size"]) == (5, 1, 20)
     assert models(data) == ["o3-mini", "acme-50%-off", "gemini-2.5-flash", "GPT-4o",
@@ -89,7 +83,7 @@ def test_newest_first_with_every_field(ctx):
     assert (data["results"][1]["user_id"], data["results"][1]["username"]) == (None, None)
 
 
-def test_paging(ctx):
+def test_paging(rows, app_ctx):
     page2 = get_llm_usage_list(page=2, page_size=2)
     assert (page2["total"], page2["page"], page2["page_size"]) == (5, 2, 2)
     assert models(page2) == ["gemini-2.5-flash", "GPT-4o"]
@@ -99,16 +93,15 @@ def test_paging(ctx):
     assert len(get_llm_usage_list(page_size=200)["results"]) == 5
 
 
-def test_same_instant_rows_page_without_overlap(app):
+def test_same_instant_rows_page_without_overlap(app_ctx):
     when = utc(2026, 2, 1, 12, 0)
-    with app.app_context():
-        ids = [str(record_usage("m", 1, created_at=when).id) for _ in range(5)]
-        pages = [get_llm_usage_list(page=p, page_size=2)["results"] for p in (1, 2, 3)]
+    ids = [str(record_usage("m", 1, created_at=when).id) for _ in range(5)]
+    pages = [get_llm_usage_list(page=p, page_size=2)["results"] for p in (1, 2, 3)]
     seen = [r["id"] for page in pages for r in page]
     assert seen == sorted(ids, reverse=True)
 
 
-def test_filters(ctx):
+def test_filters(rows, app_ctx):
     assert models(get_llm_usage_list(model_filter="GPT-4O")) == [
         "GPT-4o", "gpt-4o-mini-2024-07-18"]
     # LIKE wildcards in the filter are literal characters.
@@ -125,7 +118,7 @@ def test_filters(ctx):
     assert models(both) == ["o3-mini", "gpt-4o-mini-2024-07-18"]
 
 
-def test_model_exact_filter(ctx):
+def test_model_exact_filter(rows, app_ctx):
     # The substring finds two models for "gpt-4o"; the exact name finds one.
     assert models(get_llm_usage_list(model_filter="gpt-4o-mini")) == ["gpt-4o-mini-2024-07-18"]
     assert models(get_llm_usage_list(model_filter="gpt-4o")) == [
@@ -156,7 +149,7 @@ def test_model_exact_filter(ctx):
     assert (models(from_query), from_query["total"]) == (["o3-mini"], 1)
 
 
-def test_date_filters(ctx):
+def test_date_filters(rows, app_ctx):
     # A date-only end covers its day; the start is inclusive.
     assert models(get_llm_usage_list(start_date="2026-01-10", end_date="2026-01-10")) == [
         "GPT-4o", "gpt-4o-mini-2024-07-18"]
@@ -168,7 +161,7 @@ def test_date_filters(ctx):
                                      tz="Asia/Shanghai")) == ["gemini-2.5-flash", "GPT-4o"]
 
 
-def test_from_query(ctx):
+def test_from_query(rows, app_ctx):
     data = get_llm_usage_list_from_query(MultiDict({
         "page": "1", "page_size": "2", "user_id": "1", "model": "MINI", "success": "true",
         "start_date": "2026-01-01", "end_date": "2026-01-31"}))
@@ -196,7 +189,7 @@ def test_from_query(ctx):
     ({"start_date": "2026-02-01", "end_date": "2026-01-01"}, "is after end_date"),
     ({"tz": "Nowhere/Land"}, "unknown time zone 'Nowhere/Land'"),
 ])
-def test_bad_values_raise_value_error(ctx, kwargs, message):
+def test_bad_values_raise_value_error(rows, app_ctx, kwargs, message):
     with pytest.raises(ValueError) as info:
         get_llm_usage_list(**kwargs)
     assert message in str(info.value)
