@@ -12,6 +12,7 @@ from fake_provider import FakeProviderServer
 from flask import Flask
 from langchain_anthropic import AnthropicLLM, ChatAnthropic
 from langchain_core._api import LangChainDeprecationWarning
+from langchain_core.callbacks import BaseCallbackHandler
 from langchain_core.language_models import BaseChatModel
 from langchain_google_genai import ChatGoogleGenerativeAI
 from langchain_openai import AzureChatOpenAI, ChatOpenAI, OpenAI
@@ -107,6 +108,11 @@ OPENAI = Flavour("openai", "openai", "gpt-4o-mini-2024-07-18", "gpt-4o-mini", No
 AZURE = Flavour("azure", "azure", "gpt-4o-2024-11-20", "gpt-4o", "gpt-4o", 12, 5)
 GEMINI = Flavour("gemini", "google_genai", "gemini-2.5-flash", "gemini-2.5-flash", None, 9, 6)
 FLAVOURS = [OPENAI, AZURE, GEMINI]
+
+
+def cfg(handler: BaseCallbackHandler) -> dict[str, Any]:
+    """The run config that passes ``handler`` as the call's callback."""
+    return {"callbacks": [handler]}
 
 
 def usage_rows(app: Flask) -> list[LLMUsage]:

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-
 import pytest
 from conftest import USER_PASSWORD, create_test_user
 from flask import Flask
 from flask_login import LoginManager, login_user
+from helpers import INTERNAL_ERROR, utc
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -19,10 +18,6 @@ from llm_tracker.views import register_error_handlers
 STATS = "/api/v1/admin/token-stats/"
 USAGE = "/api/v1/admin/llm-usage/"
 DATE_HINT = "use an ISO 8601 date or datetime such as 2026-11-27 or 2026-11-27T08:00:00+08:00"
-
-
-def utc(*args):
-    return datetime(*args, tzinfo=UTC)
 
 
 @pytest.fixture
@@ -364,7 +359,5 @@ def test_unexpected_exception_is_a_json_500_without_a_trace(make_app):
 
     response = app.test_client().get("/boom")
     assert response.status_code == 500
-    assert response.get_json() == {"error": (
-        "The server encountered an internal error and was unable to complete your request. "
-        "Either the server is overloaded or there is an error in the application.")}
+    assert response.get_json() == {"error": INTERNAL_ERROR}
     assert b"secret internals" not in response.data

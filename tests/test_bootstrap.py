@@ -2,7 +2,6 @@
 
 import os
 import re
-import socket
 import subprocess
 import sys
 import time
@@ -10,6 +9,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+from helpers import free_port
 from sqlalchemy import func, select
 
 from llm_tracker import LLMUsage, User, db
@@ -35,12 +35,6 @@ def test_bootstrap_on_empty_database_only(app, runner):
         assert db.session.execute(select(func.count()).select_from(LLMUsage)).scalar_one() == 400
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_make_run_commands_serve_the_app(tmp_path):
     """What `make run` does, in a fresh instance folder: upgrade, bootstrap, serve."""
     env = {**os.environ, "LLM_TRACKER_INSTANCE_PATH": str(tmp_path)}
@@ -54,7 +48,7 @@ def test_make_run_commands_serve_the_app(tmp_path):
     assert boot.returncode == 0, boot.stderr
     assert re.search(r"username: admin\n\s+password: \S{12,}", boot.stdout)
 
-    port = _free_port()
+    port = free_port()
     server = subprocess.Popen([*flask, "run", "--host", "127.0.0.1", "--port", str(port)],
                               cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
                               stderr=subprocess.DEVNULL)

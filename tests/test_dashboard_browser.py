@@ -13,7 +13,6 @@ import io
 import json
 import os
 import re
-import socket
 import subprocess
 import sys
 import threading
@@ -28,6 +27,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 from conftest import ADMIN_PASSWORD, create_test_user
+from helpers import free_port
 from werkzeug.serving import make_server
 
 from admin_app.demo import create_demo_rows
@@ -673,12 +673,6 @@ def test_non_admin_sees_the_403_page(context, app, serve):
 # --- `make run` with demo data, and the README's screenshots ------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_make_run_flow_shows_demo_data(browser, tmp_path):
     """What `make run` does, in a fresh instance folder; then log in with the printed
     password and see the demo rows. Also takes the README's screenshots."""
@@ -691,7 +685,7 @@ def test_make_run_flow_shows_demo_data(browser, tmp_path):
         assert done.returncode == 0, done.stderr
     password = re.search(r"password: (\S+)", done.stdout).group(1)
 
-    port = _free_port()
+    port = free_port()
     server = subprocess.Popen([*flask, "run", "--host", "127.0.0.1", "--port", str(port)],
                               cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
                               stderr=subprocess.DEVNULL)

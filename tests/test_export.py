@@ -6,20 +6,16 @@ import csv
 import io
 import json
 import uuid
-from datetime import UTC, datetime
 
 import pytest
 from conftest import USER_PASSWORD
+from helpers import utc
 
 from llm_tracker import llm_usage, record_usage
 from llm_tracker.llm_usage import CSV_COLUMNS
 
 EXPORT = "/api/v1/admin/llm-usage/export.csv"
 USAGE = "/api/v1/admin/llm-usage/"
-
-
-def utc(*args):
-    return datetime(*args, tzinfo=UTC)
 
 
 @pytest.fixture

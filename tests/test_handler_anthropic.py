@@ -15,9 +15,8 @@ from decimal import Decimal
 
 import pytest
 from fake_provider import anthropic_message, anthropic_sse, anthropic_stream_events
-from genai_prices.data import providers
-from genai_prices.types import ModelPrice
-from sdk_support import anthropic_model, only_row, tokens
+from helpers import bundled_prices
+from sdk_support import anthropic_model, cfg, only_row, tokens
 
 from llm_tracker import UsageHandler, record_usage
 from llm_tracker.handler import usage_from_metadata
@@ -32,10 +31,6 @@ M = Decimal(1_000_000)
 @pytest.fixture
 def handler(app) -> UsageHandler:
     return UsageHandler({"user_id": 1}, node_name="anthropic", app=app)
-
-
-def cfg(handler: UsageHandler) -> dict:
-    return {"callbacks": [handler]}
 
 
 def reprice_everything(app) -> tuple[int, Decimal]:
@@ -171,24 +166,18 @@ def test_fast_path_equals_genai_prices_with_1h_writes():
     checked = with_1h = 0
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        for provider in providers:
-            for model in provider.models:
-                prices = ([model.prices] if isinstance(model.prices, ModelPrice)
-                          else [c.prices for c in model.prices])
-                prices += [model.get_prices(at, {"service_tier": "flex"}),
-                           model.get_prices(at, {"processing": "batch"})]
-                for mp in prices:
-                    with_1h += getattr(mp, "cache_write_1h_mtok", None) is not None
-                    for t in splits:
-                        try:
-                            calc = mp.calc_price(t.genai_usage())
-                            uncached = mp.calc_price(t.genai_usage(cached=False))
-                        except ValueError:
-                            with pytest.raises(ValueError):
-                                price_with_model_price(mp, t)
-                            continue
-                        assert price_with_model_price(mp, t) == (
-                            calc["total_price"], calc["input_price"], calc["output_price"],
-                            uncached["total_price"] - calc["total_price"]), (model.id, t)
-                        checked += 1
+        for _provider, model, mp in bundled_prices(at):
+            with_1h += getattr(mp, "cache_write_1h_mtok", None) is not None
+            for t in splits:
+                try:
+                    calc = mp.calc_price(t.genai_usage())
+                    uncached = mp.calc_price(t.genai_usage(cached=False))
+                except ValueError:
+                    with pytest.raises(ValueError):
+                        price_with_model_price(mp, t)
+                    continue
+                assert price_with_model_price(mp, t) == (
+                    calc["total_price"], calc["input_price"], calc["output_price"],
+                    uncached["total_price"] - calc["total_price"]), (model.id, t)
+                checked += 1
     assert with_1h > 50 and checked > 5000

@@ -11,7 +11,7 @@ import asyncio
 
 import pytest
 from langchain_core.tools import tool
-from sdk_support import azure_model, gemini_model, only_row, openai_model, tokens
+from sdk_support import azure_model, cfg, gemini_model, only_row, openai_model, tokens
 
 from llm_tracker import UsageHandler
 
@@ -19,10 +19,6 @@ from llm_tracker import UsageHandler
 @pytest.fixture
 def handler(app) -> UsageHandler:
     return UsageHandler({"user_id": 1}, node_name="replay", app=app)
-
-
-def cfg(handler: UsageHandler) -> dict:
-    return {"callbacks": [handler]}
 
 
 # --- OpenAI chat completions ------------------------------------------------------------

@@ -27,7 +27,7 @@ from langchain_core.prompts import ChatPromptTemplate
 from langchain_core.runnables import RunnableParallel
 from langchain_core.tools import tool
 from langchain_openai import OpenAI
-from sdk_support import FLAVOURS, GEMINI, OPENAI, Flavour, only_row, tokens, usage_rows
+from sdk_support import FLAVOURS, GEMINI, OPENAI, Flavour, cfg, only_row, tokens, usage_rows
 
 from llm_tracker import UsageHandler
 
@@ -40,10 +40,6 @@ def flavour(request) -> Flavour:
 @pytest.fixture
 def handler(app) -> UsageHandler:
     return UsageHandler({"user_id": 42, "source_type": "task"}, node_name="matrix", app=app)
-
-
-def cfg(handler: UsageHandler) -> dict:
-    return {"callbacks": [handler]}
 
 
 def assert_default_row(row, flavour: Flavour, *, success: bool = True) -> None:

@@ -12,7 +12,7 @@ import genai_prices
 import pytest
 from genai_prices import Usage, calc_price
 from genai_prices.data_snapshot import DataSnapshot, set_custom_snapshot
-from genai_prices.types import ModelPrice
+from helpers import ACME_RULE, bundled_prices
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from langchain_core.caches import InMemoryCache
@@ -31,9 +31,6 @@ from llm_tracker.pricing import (
 )
 
 V = GENAI_PRICES_VERSION
-ACME_RULE = {"pattern": "acme-llm-.*", "provider": None, "start_date": "2026-01-01",
-             "input_per_mtok": "1.00", "cached_input_per_mtok": "0.10",
-             "cache_write_per_mtok": "1.25", "output_per_mtok": "2.00"}
 
 
 def record(app, model: str, **kwargs) -> LLMUsage:
@@ -461,8 +458,6 @@ def test_format_money():
 
 
 def test_fast_path_equals_genai_prices_for_every_bundled_model():
-    from genai_prices.data import providers
-
     splits = [TokenSplit(1200, 1024, 0, 300, 64), TokenSplit(250_000, 100_000, 5000, 20_000, 8000),
               TokenSplit(0, 0, 0, 0, 0), TokenSplit(10, 0, 0, 7, 7),
               TokenSplit(3000, 0, 1000, 50, 0)]
@@ -470,19 +465,14 @@ def test_fast_path_equals_genai_prices_for_every_bundled_model():
     checked = 0
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        for provider in providers:
-            for model in provider.models:
-                prices = ([model.prices] if isinstance(model.prices, ModelPrice)
-                          else [c.prices for c in model.prices])
-                prices += [model.get_prices(at, {"service_tier": "flex"}),
-                           model.get_prices(at, {"processing": "batch"})]
-                for mp, t in itertools.product(prices, splits):
-                    calc = mp.calc_price(t.genai_usage())
-                    uncached = mp.calc_price(t.genai_usage(cached=False))["total_price"]
-                    assert price_with_model_price(mp, t) == (
-                        calc["total_price"], calc["input_price"], calc["output_price"],
-                        uncached - calc["total_price"]), (provider.id, model.id, t)
-                    checked += 1
+        for provider, model, mp in bundled_prices(at):
+            for t in splits:
+                calc = mp.calc_price(t.genai_usage())
+                uncached = mp.calc_price(t.genai_usage(cached=False))["total_price"]
+                assert price_with_model_price(mp, t) == (
+                    calc["total_price"], calc["input_price"], calc["output_price"],
+                    uncached - calc["total_price"]), (provider.id, model.id, t)
+                checked += 1
     assert checked > 10_000
 
 

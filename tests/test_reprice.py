@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from decimal import Decimal
 
+from helpers import ACME_RULE, run_cli
 from sqlalchemy import select, update
 
 import llm_tracker.cli as cli
@@ -13,9 +14,6 @@ from llm_tracker.pricing import GENAI_PRICES_VERSION
 from llm_tracker.reprice import reprice
 
 V = GENAI_PRICES_VERSION
-ACME_RULE = {"pattern": "acme-llm-.*", "provider": None, "start_date": "2026-01-01",
-             "input_per_mtok": "1.00", "cached_input_per_mtok": "0.10",
-             "cache_write_per_mtok": "1.25", "output_per_mtok": "2.00"}
 
 
 def at(day: int, hour: int = 12) -> datetime:
@@ -28,12 +26,6 @@ def costs(app) -> list[tuple[str, Decimal | None, str | None]]:
         rows = db.session.scalars(select(LLMUsage).order_by(LLMUsage.created_at,
                                                             LLMUsage.id)).all()
         return [(r.model, r.cost_usd, r.price_source) for r in rows]
-
-
-def invoke(app, *args: str) -> str:
-    result = app.test_cli_runner().invoke(args=list(args))
-    assert result.exit_code == 0, result.output
-    return result.output
 
 
 def seed(app) -> None:
@@ -54,7 +46,7 @@ def seed(app) -> None:
 def test_prices_missing_then_rule_then_reprice(make_app):
     before = make_app()
     seed(before)
-    assert invoke(before, "prices", "missing") == (
+    assert run_cli(before, "prices", "missing") == (
         "calls  provider  model        deployment  first seen  last seen   priced now\n"
         "3      -         acme-llm-7   -           2026-02-01  2026-02-03  no\n"
         "1      openai    gpt-4o-mini  -           2026-02-05  2026-02-05  yes: run reprice\n"
@@ -65,7 +57,7 @@ def test_prices_missing_then_rule_then_reprice(make_app):
 
     app = make_app(LLM_TRACKER_CUSTOM_PRICES=[ACME_RULE])
     unchanged = costs(app)
-    dry = invoke(app, "reprice", "--since", "2026-02-01", "--dry-run")
+    dry = run_cli(app, "reprice", "--since", "2026-02-01", "--dry-run")
     # 5000 x $1 + 4000 cached x $0.10 + 1000 written x $1.25 + 2000 x $2 = $0.01065 a call;
     # the legacy row: 2020 x $0.15.
     assert dry == (
@@ -79,7 +71,7 @@ def test_prices_missing_then_rule_then_reprice(make_app):
         "  gpt-4o-mini  1/2 rows changed  0.000151500 USD -> 0.000454500 USD  unpriced 1 -> 0\n")
     assert costs(app) == unchanged
 
-    wet = invoke(app, "reprice", "--since", "2026-02-01")
+    wet = run_cli(app, "reprice", "--since", "2026-02-01")
     assert wet == dry.replace(" (dry run: nothing written)", "")
     assert costs(app) == [
         ("acme-llm-7", Decimal("0.01065"), "custom: acme-llm-.* from 2026-01-01"),
@@ -93,13 +85,13 @@ def test_prices_missing_then_rule_then_reprice(make_app):
         assert (row.input_cost_usd, row.output_cost_usd, row.cache_savings_usd) == (
             Decimal("0.00665"), Decimal("0.004"), Decimal("0.0036"))
 
-    again = invoke(app, "reprice", "--since", "2026-02-01")
+    again = run_cli(app, "reprice", "--since", "2026-02-01")
     assert again == (
         f"rows 2026-02-01T00:00:00+00:00 .. now: 5 (genai-prices {V})\n"
         "rows changed: 0\n"
         "total cost: 0.032404500 USD -> 0.032404500 USD\n"
         "unpriced rows: 0 -> 0\n")
-    assert invoke(app, "prices", "missing") == "every recorded call is priced\n"
+    assert run_cli(app, "prices", "missing") == "every recorded call is priced\n"
 
 
 def test_a_fixed_rule_reprices_priced_rows(make_app):
@@ -108,7 +100,7 @@ def test_a_fixed_rule_reprices_priced_rows(make_app):
         record_usage("acme-llm-7", prompt_tokens=1000, completion_tokens=1000,
                      created_at=at(1))
     fixed = make_app(LLM_TRACKER_CUSTOM_PRICES=[ACME_RULE])
-    out = invoke(fixed, "reprice", "--since", "2026-02-01", "--until", "2026-02-01")
+    out = run_cli(fixed, "reprice", "--since", "2026-02-01", "--until", "2026-02-01")
     assert out.splitlines()[1:4] == ["rows changed: 1",
                                      "total cost: 0.021000000 USD -> 0.003000000 USD",
                                      "unpriced rows: 0 -> 0"]
@@ -121,7 +113,7 @@ def test_a_dropped_rule_leaves_rows_unpriced_and_says_so(make_app):
     with first.app_context():
         record_usage("acme-llm-7", prompt_tokens=1000, completion_tokens=1000,
                      created_at=at(1))
-    out = invoke(make_app(), "reprice", "--since", "2026-02-01", "--until", "2026-02-01")
+    out = run_cli(make_app(), "reprice", "--since", "2026-02-01", "--until", "2026-02-01")
     assert out.splitlines()[1:] == [
         "rows changed: 1",
         "total cost: 0.003000000 USD -> unpriced",
@@ -140,14 +132,14 @@ def test_range_bounds(make_app):
             record_usage("acme-llm-7", prompt_tokens=1_000_000, created_at=when)
     app = make_app(LLM_TRACKER_CUSTOM_PRICES=[ACME_RULE])
     # --until DATE includes that whole (UTC) day.
-    out = invoke(app, "reprice", "--since", "2026-02-01", "--until", "2026-02-28")
+    out = run_cli(app, "reprice", "--since", "2026-02-01", "--until", "2026-02-28")
     assert out.splitlines()[:2] == [
         f"rows 2026-02-01T00:00:00+00:00 .. 2026-03-01T00:00:00+00:00: 2 "
         f"(genai-prices {V})", "rows changed: 2"]
     assert [c for _, c, _ in costs(app)] == [None, Decimal(1), Decimal(1), None]
     # Instants work too; --until is then excluded.
-    out = invoke(app, "reprice", "--since", "2026-01-31T23:59:59+00:00",
-                 "--until", "2026-03-01T00:00:00Z")
+    out = run_cli(app, "reprice", "--since", "2026-01-31T23:59:59+00:00",
+                  "--until", "2026-03-01T00:00:00Z")
     assert out.splitlines()[1] == "rows changed: 1"
     assert [c for _, c, _ in costs(app)] == [Decimal(1), Decimal(1), Decimal(1), None]
 

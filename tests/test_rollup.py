@@ -6,20 +6,17 @@ from __future__ import annotations
 import multiprocessing
 import threading
 import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal
 
 import pytest
+from helpers import utc
 from rollup_check import assert_rollups_match, record_many, stored_rollups, write_rows
 from sqlalchemy import func, insert, select
 
 from llm_tracker import LLMUsage, db, get_spool, record_usage
 from llm_tracker.models import NO_PROVIDER, NO_USER
 from llm_tracker.rollup import QUARTER
-
-
-def utc(*args) -> datetime:
-    return datetime(*args, tzinfo=UTC)
 
 
 def test_quarter_floor_and_ceil():

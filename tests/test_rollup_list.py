@@ -5,14 +5,14 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+from helpers import clear_usage
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from sqlalchemy import delete, func, select
+from sqlalchemy import func, select
 
 from llm_tracker import LLMUsage, db, record_usage
 from llm_tracker.llm_usage import get_llm_usage_list, usage_filters
 from llm_tracker.llm_usage_stats import raw_scan
-from llm_tracker.models import LLMUsageRollup, LLMUsageRollupDay
 
 BASE = datetime(2026, 3, 7, 22, tzinfo=UTC)
 MINUTES = 3 * 24 * 60
@@ -75,10 +75,7 @@ def _zone(name):
 @given(data=rows, asked=filters)
 def test_list_total_equals_count(app, data, asked):
     with app.app_context():
-        with db.engine.begin() as conn:
-            conn.execute(delete(LLMUsage))
-            conn.execute(delete(LLMUsageRollup))
-            conn.execute(delete(LLMUsageRollupDay))
+        clear_usage()
         for r in data:
             record_usage(r["model"], 10, 1, user_id=r["user_id"], success=r["success"],
                          created_at=BASE + timedelta(minutes=r["minute"],

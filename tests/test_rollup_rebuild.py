@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import os
 import threading
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from decimal import Decimal
 
+from helpers import ACME_RULE, run_cli, utc
 from rollup_check import assert_rollups_match, stored_rollups
 from sqlalchemy import delete, func, select, update
 
@@ -15,14 +16,6 @@ from llm_tracker.llm_usage_stats import get_stats_by_model, get_summary_stats, r
 from llm_tracker.models import LLMUsageRollup
 from llm_tracker.reprice import reprice
 from llm_tracker.rollup import LEVELS, QUARTER, rebuild
-
-ACME_RULE = {"pattern": "acme-llm-.*", "provider": None, "start_date": "2026-01-01",
-             "input_per_mtok": "1.00", "cached_input_per_mtok": "0.10",
-             "cache_write_per_mtok": "1.25", "output_per_mtok": "2.00"}
-
-
-def utc(*args) -> datetime:
-    return datetime(*args, tzinfo=UTC)
 
 
 def seed() -> None:
@@ -35,18 +28,12 @@ def seed() -> None:
                      created_at=utc(2026, 2, 1, 22) + timedelta(minutes=97 * i, seconds=i))
 
 
-def run(app, *args: str) -> str:
-    result = app.test_cli_runner().invoke(args=list(args))
-    assert result.exit_code == 0, result.output
-    return result.output
-
-
 def test_rebuild_gives_what_record_usage_kept(app):
     with app.app_context():
         seed()
         assert_rollups_match()
         kept = {level: stored_rollups(level) for level in LEVELS}
-    output = run(app, "rollup", "rebuild", "--batch-days", "2")
+    output = run_cli(app, "rollup", "rebuild", "--batch-days", "2")
     assert output.endswith(f"15-minute rollup rows written: {len(kept[QUARTER])} "
                            "(from the first row on, 2 batch(es) of 2 day(s))\n")
     with app.app_context():
@@ -64,7 +51,7 @@ def test_rebuild_since_repairs_from_that_day_on_only(app):
             conn.execute(delete(LLMUsageRollup).where(
                 LLMUsageRollup.bucket == utc(2026, 2, 3, 8, 45)))
         damaged = {level: stored_rollups(level) for level in LEVELS}
-    output = run(app, "rollup", "rebuild", "--since", "2026-02-02T10:07:00")
+    output = run_cli(app, "rollup", "rebuild", "--since", "2026-02-02T10:07:00")
     assert "(from 2026-02-02 on, 3 batch(es) of 1 day(s))" in output
     with app.app_context():
         repaired = {level: stored_rollups(level) for level in LEVELS}
@@ -74,7 +61,7 @@ def test_rebuild_since_repairs_from_that_day_on_only(app):
             {k: v for k, v in kept[level].items() if k[0] >= since}
         assert {k: v for k, v in repaired[level].items() if k[0] < since} == \
             {k: v for k, v in damaged[level].items() if k[0] < since}
-    run(app, "rollup", "rebuild")
+    run_cli(app, "rollup", "rebuild")
     with app.app_context():
         assert {level: stored_rollups(level) for level in LEVELS} == kept
 
@@ -84,7 +71,7 @@ def test_rebuild_of_an_empty_table_clears_the_rollups(app):
         seed()
         with db.engine.begin() as conn:
             conn.execute(delete(LLMUsageRollup.__table__.metadata.tables["llm_tracker_usage"]))
-    assert "rollup rows written: 0" in run(app, "rollup", "rebuild")
+    assert "rollup rows written: 0" in run_cli(app, "rollup", "rebuild")
     with app.app_context():
         assert all(stored_rollups(level) == {} for level in LEVELS)
 
@@ -142,7 +129,7 @@ def test_reprice_applies_its_cost_changes_to_the_rollups(make_app):
         unpriced = get_summary_stats()["unpriced_calls"]
         assert unpriced == 20
     app = make_app(LLM_TRACKER_CUSTOM_PRICES=[ACME_RULE])
-    run(app, "reprice", "--since", "2026-02-01", "--batch-size", "7")
+    run_cli(app, "reprice", "--since", "2026-02-01", "--batch-size", "7")
     with app.app_context():
         assert_rollups_match()
         summary = get_summary_stats()
@@ -157,6 +144,6 @@ def test_reprice_applies_its_cost_changes_to_the_rollups(make_app):
         assert total == 40
     # A dry run writes nothing, to rows or rollups.
     again = make_app()
-    run(again, "reprice", "--since", "2026-02-01", "--dry-run")
+    run_cli(again, "reprice", "--since", "2026-02-01", "--dry-run")
     with again.app_context():
         assert_rollups_match()

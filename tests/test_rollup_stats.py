@@ -7,11 +7,11 @@ import re
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
+from helpers import captured_statements, clear_usage, utc
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from sqlalchemy import delete, event
 
-from llm_tracker import LLMUsage, db, record_usage
+from llm_tracker import record_usage
 from llm_tracker.llm_usage_stats import (
     get_stats_by_model,
     get_summary_stats,
@@ -19,7 +19,6 @@ from llm_tracker.llm_usage_stats import (
     get_token_stats_from_query,
     raw_scan,
 )
-from llm_tracker.models import LLMUsageRollup, LLMUsageRollupDay
 
 ZONES = ["UTC", "Asia/Kathmandu", "Asia/Kolkata", "America/New_York",
          # Not 15-minute aligned: every hour's edge is ragged.
@@ -27,10 +26,6 @@ ZONES = ["UTC", "Asia/Kathmandu", "Asia/Kolkata", "America/New_York",
 # Two windows of four days: New York's spring-forward (8 March) and fall-back (1 November).
 BASES = [datetime(2026, 3, 6, 20, tzinfo=UTC), datetime(2026, 10, 30, 20, tzinfo=UTC)]
 WINDOW_MINUTES = 4 * 24 * 60
-
-
-def utc(*args) -> datetime:
-    return datetime(*args, tzinfo=UTC)
 
 
 micros = st.sampled_from([0, 1, 999_999, 500_000]) | st.integers(0, 999_999)
@@ -100,10 +95,7 @@ def _stats(start, end, user_id, tz, granularity):
 @given(base=st.sampled_from(BASES), data=rows, asked=queries)
 def test_rollup_stats_equal_raw_scan(app, base, data, asked):
     with app.app_context():
-        with db.engine.begin() as conn:
-            conn.execute(delete(LLMUsage))
-            conn.execute(delete(LLMUsageRollup))
-            conn.execute(delete(LLMUsageRollupDay))
+        clear_usage()
         for r in data:
             record_usage(r["model"], r["prompt"], r["completion"],
                          cached_tokens=min(r["cached"], r["prompt"]), user_id=r["user_id"],
@@ -154,17 +146,9 @@ def test_only_unpriced_calls_cost_null_and_no_calls_cost_zero(app_ctx):
 
 def test_whole_buckets_are_read_from_the_rollup_table(app_ctx):
     seed()
-    statements = []
-
-    def capture(_conn, _cursor, statement, *_args):
-        statements.append(statement)
-
-    event.listen(db.engine, "before_cursor_execute", capture)
-    try:
+    with captured_statements() as statements:
         aligned = get_summary_stats("2026-01-10T10:00:00Z", "2026-01-10T11:59:59.999999Z")
         ragged = get_summary_stats("2026-01-10T10:07:00Z", "2026-01-10T11:59:59.999999Z")
-    finally:
-        event.remove(db.engine, "before_cursor_execute", capture)
     assert aligned["total_calls"] == 5 and ragged["total_calls"] == 3
     raw_table = re.compile(r"FROM llm_tracker_usage\b(?!_rollup)")
     # Whole buckets only: the rollup table alone.

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 from conftest import ADMIN_PASSWORD, USER_PASSWORD, create_test_user
+from helpers import INTERNAL_ERROR
 
 from llm_tracker import LLMUsage, db, record_usage
 
@@ -126,9 +127,7 @@ def test_internal_error_500_carries_them(make_app):
     _log_in(client, "admin")
     response = client.get("/api/v1/admin/llm-usage/")
     assert response.status_code == 500
-    assert response.get_json() == {"error": (
-        "The server encountered an internal error and was unable to complete your request. "
-        "Either the server is overloaded or there is an error in the application.")}
+    assert response.get_json() == {"error": INTERNAL_ERROR}
     assert_security_headers(response)
 
 

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 
 import pytest
-from sqlalchemy import event
+from helpers import captured_statements, utc
 from werkzeug.datastructures import MultiDict
 
-from llm_tracker import db, llm_usage_stats, record_usage
+from llm_tracker import llm_usage_stats, record_usage
 from llm_tracker.llm_usage_stats import (
     get_stats_by_model,
     get_summary_stats,
@@ -19,10 +19,6 @@ from llm_tracker.params import parse_range, parse_when
 
 TOKEN_KEYS = ("total_prompt_tokens", "total_completion_tokens", "total_tokens",
               "total_cached_tokens", "total_reasoning_tokens")
-
-
-def utc(*args):
-    return datetime(*args, tzinfo=UTC)
 
 
 def add(when, model="gpt-4o-mini", prompt=0, completion=0, *, cached=0, reasoning=0,
@@ -204,16 +200,8 @@ def test_series_user_filter_and_partial_range(app_ctx):
 
 def test_series_is_one_group_by_statement(app_ctx):
     seed_rows()
-    statements = []
-
-    def capture(_conn, _cursor, statement, *_args):
-        statements.append(statement)
-
-    event.listen(db.engine, "before_cursor_execute", capture)
-    try:
+    with captured_statements() as statements:
         series = get_time_series_stats("month", "2026-01-01", "2026-01-31")
-    finally:
-        event.remove(db.engine, "before_cursor_execute", capture)
     assert len(series) == 31
     assert len(statements) == 1
     assert "GROUP BY" in statements[0]

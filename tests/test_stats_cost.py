@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import random
 from collections import defaultdict
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from decimal import Decimal
 
 import pytest
+from helpers import utc
 from sqlalchemy import select
 
 from llm_tracker import LLMUsage, db, record_usage
@@ -21,10 +22,6 @@ from llm_tracker.pricing import format_money
 
 USAGE = "/api/v1/admin/llm-usage/"
 STATS = "/api/v1/admin/token-stats/"
-
-
-def utc(*args):
-    return datetime(*args, tzinfo=UTC)
 
 
 def test_unpriced_calls_are_null_never_zero(app_ctx):

@@ -2,19 +2,14 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-
 import pytest
 from conftest import create_test_user
+from helpers import utc
 from werkzeug.datastructures import MultiDict
 
 from llm_tracker import record_usage
 from llm_tracker.llm_usage import get_llm_usage_list, get_llm_usage_list_from_query
 from llm_tracker.llm_usage_stats import raw_scan
-
-
-def utc(*args):
-    return datetime(*args, tzinfo=UTC)
 
 
 @pytest.fixture
