@@ -90,7 +90,7 @@ def runner(app):
 
 @pytest.fixture(scope="session")
 def _fake_provider_server():
-    from fake_provider import FakeProviderServer
+    from support.fake_provider import FakeProviderServer
 
     server = FakeProviderServer()
     server.start()

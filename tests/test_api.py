@@ -6,9 +6,9 @@ import pytest
 from conftest import USER_PASSWORD, create_test_user
 from flask import Flask
 from flask_login import LoginManager, login_user
-from helpers import INTERNAL_ERROR, utc
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from support.helpers import INTERNAL_ERROR, utc
 
 import llm_tracker
 from llm_tracker import User, db, record_usage

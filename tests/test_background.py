@@ -48,7 +48,7 @@ def _journal_rows(app) -> int:
 
 
 def test_threads_record_and_flush_commits_every_row_once(make_app, tmp_path):
-    from rollup_check import assert_rollups_match
+    from support.rollup_check import assert_rollups_match
 
     app = _background(make_app, tmp_path, LLM_TRACKER_BATCH_SIZE=64)
     per_thread = 250
@@ -91,7 +91,7 @@ def test_flush_returns_how_many_it_wrote_and_rows_are_returned_at_once(make_app,
 
 
 def test_a_duplicate_run_id_in_a_batch_is_one_row(make_app, tmp_path):
-    from rollup_check import assert_rollups_match
+    from support.rollup_check import assert_rollups_match
 
     app = _background(make_app, tmp_path, LLM_TRACKER_FLUSH_INTERVAL_MS=3_600_000)
     with app.app_context():
@@ -104,7 +104,7 @@ def test_a_duplicate_run_id_in_a_batch_is_one_row(make_app, tmp_path):
 
 def test_outage_spools_the_batch_and_the_writer_replays_it_when_back(make_app, database_url,
                                                                    tmp_path):
-    from test_spool import outage
+    from support.db_faults import outage
 
     with outage(make_app, database_url, LLM_TRACKER_WRITE_MODE="background",
                 LLM_TRACKER_INSTANCE_PATH=str(tmp_path)) as (app, cut, restore):
@@ -126,11 +126,11 @@ def test_outage_spools_the_batch_and_the_writer_replays_it_when_back(make_app, d
 
 def test_a_row_the_database_refuses_is_dead_lettered_and_the_batch_written(
         make_app, database_url, tmp_path):
-    from test_bad_rows import REFUSED_MODEL, _refuse_a_model
+    from support.db_faults import REFUSED_MODEL, refuse_a_model
 
     app = _background(make_app, tmp_path, LLM_TRACKER_FLUSH_INTERVAL_MS=3_600_000)
     with app.app_context():
-        _refuse_a_model(database_url)
+        refuse_a_model(database_url)
         for i in range(9):
             record_usage(REFUSED_MODEL if i == 4 else "gpt-4o-mini", 10, 1, run_id=f"b{i}")
         assert flush() == 8

@@ -10,31 +10,15 @@ import uuid
 from datetime import UTC, datetime
 
 import pytest
-from sqlalchemy import func, select, text
-from sqlalchemy.engine import make_url
-from test_spool import outage
+from sqlalchemy import func, select
+from support.db_faults import REFUSED_MODEL, outage, refuse_a_model
 
 from llm_tracker import LLMUsage, db, get_spool, record_usage
 from llm_tracker.models import NO_USER
 from llm_tracker.recording import CUT_MARK
 
-REFUSED_MODEL = "refused-by-the-database"
 BIG = 2**31  # past the old 32-bit columns
 WHEN = datetime(2026, 3, 1, 12, tzinfo=UTC)
-
-
-def _refuse_a_model(database_url: str) -> None:
-    """Make the database itself refuse rows of REFUSED_MODEL (a data error, not an outage)."""
-    if make_url(database_url).get_backend_name() == "sqlite":
-        db.session.execute(text(
-            "CREATE TRIGGER refuse_model BEFORE INSERT ON llm_tracker_usage "
-            f"WHEN NEW.model = '{REFUSED_MODEL}' "
-            "BEGIN SELECT RAISE(ABORT, 'refused by the test'); END"))
-    else:
-        db.session.execute(text(
-            "ALTER TABLE llm_tracker_usage ADD CONSTRAINT refuse_model "
-            f"CHECK (model <> '{REFUSED_MODEL}')"))
-    db.session.commit()
 
 
 def _stored() -> dict[str, LLMUsage]:
@@ -86,7 +70,7 @@ def _line(run_id: str, **overrides) -> str:
 
 def test_replay_writes_every_good_row_and_dead_letters_each_bad_one(app, database_url):
     with app.app_context():
-        _refuse_a_model(database_url)
+        refuse_a_model(database_url)
         spool = get_spool()
         good = {
             "good-1": {},
@@ -153,7 +137,7 @@ def test_replay_writes_every_good_row_and_dead_letters_each_bad_one(app, databas
 
 
 def test_a_row_the_database_refuses_is_dead_lettered_at_once(app_ctx, database_url, caplog):
-    _refuse_a_model(database_url)
+    refuse_a_model(database_url)
     with caplog.at_level(logging.WARNING, logger="llm_tracker"):
         record_usage(REFUSED_MODEL, 5, 1, run_id="refused-now")
         record_usage("gpt-4o-mini", 5, 1, run_id="fine")

@@ -9,8 +9,8 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from helpers import free_port
 from sqlalchemy import func, select
+from support.helpers import free_port
 
 from llm_tracker import LLMUsage, User, db
 

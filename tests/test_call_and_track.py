@@ -7,11 +7,11 @@ from decimal import Decimal
 import google.genai.errors
 import openai
 import pytest
-from fake_provider import DEFAULT_TEXT, gemini_response, openai_completion
 from langchain_core.exceptions import ModelRateLimitError
 from langchain_core.messages import HumanMessage, SystemMessage
 from langgraph.graph import END, START, StateGraph
-from llm_settings import AZURE_DEPLOYMENT, PROVIDERS, clear_llm_env, provider_config
+from support.fake_provider import DEFAULT_TEXT, gemini_response, openai_completion
+from support.llm_settings import AZURE_DEPLOYMENT, PROVIDERS, clear_llm_env, provider_config
 from typing_extensions import TypedDict
 
 from llm_tracker import LLMUsage, UsageHandler, db

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from fake_provider import DEFAULT_TEXT, openai_completion
-from llm_settings import clear_llm_env, provider_config
+from support.fake_provider import DEFAULT_TEXT, openai_completion
+from support.llm_settings import clear_llm_env, provider_config
 
 from llm_tracker import LLMUsage, db
 

@@ -27,7 +27,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 from conftest import ADMIN_PASSWORD, create_test_user
-from helpers import free_port
+from support.helpers import free_port
 from werkzeug.serving import make_server
 
 from admin_app.demo import create_demo_rows

@@ -9,7 +9,7 @@ import uuid
 
 import pytest
 from conftest import USER_PASSWORD
-from helpers import utc
+from support.helpers import utc
 
 from llm_tracker import llm_usage, record_usage
 from llm_tracker.llm_usage import CSV_COLUMNS

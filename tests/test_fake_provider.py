@@ -5,11 +5,11 @@ from __future__ import annotations
 import anthropic
 import openai
 import pytest
-from fake_provider import anthropic_message, anthropic_sse, anthropic_stream_events
 from langchain_google_genai import ChatGoogleGenerativeAI
 from langchain_google_genai.chat_models import GoogleRateLimitError
 from langchain_openai import AzureChatOpenAI, ChatOpenAI
-from sdk_support import anthropic_model, completions_llm
+from support.fake_provider import anthropic_message, anthropic_sse, anthropic_stream_events
+from support.sdk_support import anthropic_model, completions_llm
 
 
 def test_openai_json_and_stream(fake_provider):

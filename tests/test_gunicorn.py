@@ -78,7 +78,7 @@ def _lines(path: Path) -> int:
 @pytest.mark.parametrize("preload", [False, True], ids=["no-preload", "preload"])
 def test_four_gunicorn_workers_each_journal_and_a_graceful_stop_writes_every_row_once(
         make_app, database_url, tmp_path, preload):
-    from rollup_check import assert_rollups_match
+    from support.rollup_check import assert_rollups_match
 
     instance = tmp_path / "instance"
     config = {
@@ -99,7 +99,7 @@ def test_four_gunicorn_workers_each_journal_and_a_graceful_stop_writes_every_row
     command = [sys.executable, "-m", "gunicorn", "--workers", str(WORKERS),
                "--bind", f"fd://{listener.fileno()}", "--pythonpath", f"{ROOT},{ROOT / 'tests'}",
                "--graceful-timeout", "60", "--timeout", "120", "--log-level", "info",
-               *(["--preload"] if preload else []), "gunicorn_app:app"]
+               *(["--preload"] if preload else []), "support.gunicorn_app:app"]
     env = {**os.environ, "LLM_TRACKER_TEST_APP_CONFIG": json.dumps(config)}
     with open(log, "wb") as log_file:
         server = subprocess.Popen(command, env=env, stdout=log_file, stderr=subprocess.STDOUT,

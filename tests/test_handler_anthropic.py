@@ -14,9 +14,9 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import pytest
-from fake_provider import anthropic_message, anthropic_sse, anthropic_stream_events
-from helpers import bundled_prices
-from sdk_support import anthropic_model, cfg, only_row, tokens
+from support.fake_provider import anthropic_message, anthropic_sse, anthropic_stream_events
+from support.helpers import bundled_prices
+from support.sdk_support import anthropic_model, cfg, only_row, tokens
 
 from llm_tracker import UsageHandler, record_usage
 from llm_tracker.handler import usage_from_metadata

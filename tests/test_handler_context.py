@@ -12,11 +12,11 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import TypedDict
 
 import pytest
-from fake_provider import DEFAULT_TEXT
 from langchain_core.output_parsers import StrOutputParser
 from langchain_core.prompts import ChatPromptTemplate
 from langgraph.graph import END, START, StateGraph
-from sdk_support import FLAVOURS, GEMINI, OPENAI, Flavour, only_row, usage_rows
+from support.fake_provider import DEFAULT_TEXT
+from support.sdk_support import FLAVOURS, GEMINI, OPENAI, Flavour, only_row, usage_rows
 
 from llm_tracker import UsageHandler, track_usage
 

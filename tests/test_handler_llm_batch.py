@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 from langchain_core.callbacks import BaseCallbackHandler
-from sdk_support import anthropic_llm, completions_llm, tokens, usage_rows
+from support.sdk_support import anthropic_llm, completions_llm, tokens, usage_rows
 
 from llm_tracker import UsageHandler
 

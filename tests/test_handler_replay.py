@@ -11,7 +11,7 @@ import asyncio
 
 import pytest
 from langchain_core.tools import tool
-from sdk_support import azure_model, cfg, gemini_model, only_row, openai_model, tokens
+from support.sdk_support import azure_model, cfg, gemini_model, only_row, openai_model, tokens
 
 from llm_tracker import UsageHandler
 

@@ -11,7 +11,14 @@ import asyncio
 import json
 
 import pytest
-from fake_provider import (
+from langchain_core.caches import InMemoryCache
+from langchain_core.messages import HumanMessage
+from langchain_core.output_parsers import StrOutputParser
+from langchain_core.prompts import ChatPromptTemplate
+from langchain_core.runnables import RunnableParallel
+from langchain_core.tools import tool
+from langchain_openai import OpenAI
+from support.fake_provider import (
     DEFAULT_TEXT,
     gemini_response,
     gemini_stream_events,
@@ -20,14 +27,7 @@ from fake_provider import (
     openai_stream_events,
     sse,
 )
-from langchain_core.caches import InMemoryCache
-from langchain_core.messages import HumanMessage
-from langchain_core.output_parsers import StrOutputParser
-from langchain_core.prompts import ChatPromptTemplate
-from langchain_core.runnables import RunnableParallel
-from langchain_core.tools import tool
-from langchain_openai import OpenAI
-from sdk_support import FLAVOURS, GEMINI, OPENAI, Flavour, cfg, only_row, tokens, usage_rows
+from support.sdk_support import FLAVOURS, GEMINI, OPENAI, Flavour, cfg, only_row, tokens, usage_rows
 
 from llm_tracker import UsageHandler
 

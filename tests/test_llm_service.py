@@ -5,11 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from fake_provider import AZURE_SERVED_MODEL, DEFAULT_TEXT
 from langchain_core.messages import AIMessage, HumanMessage, SystemMessage
 from langchain_google_genai import ChatGoogleGenerativeAI
 from langchain_openai import AzureChatOpenAI, ChatOpenAI
-from llm_settings import (
+from support.fake_provider import AZURE_SERVED_MODEL, DEFAULT_TEXT
+from support.llm_settings import (
     AZURE_API_VERSION,
     AZURE_DEPLOYMENT,
     PROVIDERS,

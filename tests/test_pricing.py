@@ -12,13 +12,13 @@ import genai_prices
 import pytest
 from genai_prices import Usage, calc_price
 from genai_prices.data_snapshot import DataSnapshot, set_custom_snapshot
-from helpers import ACME_RULE, bundled_prices
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from langchain_core.caches import InMemoryCache
 from langchain_core.language_models.fake_chat_models import GenericFakeChatModel
 from langchain_core.messages import AIMessage
 from sqlalchemy import func, select
+from support.helpers import ACME_RULE, bundled_prices
 
 import llm_tracker.recording as recording
 from llm_tracker import LLMUsage, UsageHandler, db, get_spool, record_usage

@@ -9,7 +9,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from llm_settings import clear_llm_env, provider_config
+from support.llm_settings import clear_llm_env, provider_config
 
 from llm_tracker import LLMUsage, db
 from llm_tracker.llm_tracker import LLMTracker

@@ -5,8 +5,8 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from decimal import Decimal
 
-from helpers import ACME_RULE, run_cli
 from sqlalchemy import select, update
+from support.helpers import ACME_RULE, run_cli
 
 import llm_tracker.cli as cli
 from llm_tracker import LLMUsage, db, record_usage

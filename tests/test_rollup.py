@@ -10,9 +10,9 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 
 import pytest
-from helpers import utc
-from rollup_check import assert_rollups_match, record_many, stored_rollups, write_rows
 from sqlalchemy import func, insert, select
+from support.helpers import utc
+from support.rollup_check import assert_rollups_match, record_many, stored_rollups, write_rows
 
 from llm_tracker import LLMUsage, db, get_spool, record_usage
 from llm_tracker.models import NO_PROVIDER, NO_USER

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from helpers import clear_usage
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import func, select
+from support.helpers import clear_usage
 
 from llm_tracker import LLMUsage, db, record_usage
 from llm_tracker.llm_usage import get_llm_usage_list, usage_filters

@@ -7,9 +7,9 @@ import threading
 from datetime import timedelta
 from decimal import Decimal
 
-from helpers import ACME_RULE, run_cli, utc
-from rollup_check import assert_rollups_match, stored_rollups
 from sqlalchemy import delete, func, select, update
+from support.helpers import ACME_RULE, run_cli, utc
+from support.rollup_check import assert_rollups_match, stored_rollups
 
 from llm_tracker import db, get_spool, record_usage
 from llm_tracker.llm_usage_stats import get_stats_by_model, get_summary_stats, raw_scan

@@ -7,9 +7,9 @@ import re
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
-from helpers import captured_statements, clear_usage, utc
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from support.helpers import captured_statements, clear_usage, utc
 
 from llm_tracker import record_usage
 from llm_tracker.llm_usage_stats import (

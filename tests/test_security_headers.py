@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 from conftest import ADMIN_PASSWORD, USER_PASSWORD, create_test_user
-from helpers import INTERNAL_ERROR
+from support.helpers import INTERNAL_ERROR
 
 from llm_tracker import LLMUsage, db, record_usage
 

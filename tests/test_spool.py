@@ -1,13 +1,9 @@
 """Zero loss: the database goes away in the middle of a run of calls, then comes back."""
 
-import sqlite3
-from contextlib import contextmanager
-
 from langchain_core.language_models.fake_chat_models import GenericFakeChatModel
 from langchain_core.messages import AIMessage
 from sqlalchemy import func, select
-from sqlalchemy.engine import make_url
-from tcp_proxy import TCPProxy
+from support.db_faults import outage
 
 from llm_tracker import LLMUsage, UsageHandler, db, get_spool
 
@@ -20,37 +16,6 @@ def _model(calls: int) -> GenericFakeChatModel:
         for i in range(calls)
     ])
     return GenericFakeChatModel(messages=replies)
-
-
-@contextmanager
-def outage(make_app, database_url, **config):
-    """An app whose database can be cut (``cut()``) and restored (``restore()``)."""
-    url = make_url(database_url)
-    if url.get_backend_name() == "sqlite":
-        # SQLite "goes away" the way it does in production: another process holds the
-        # write lock longer than our busy timeout.
-        app = make_app(LLM_TRACKER_SQLITE_BUSY_TIMEOUT_MS=50, **config)
-        blocker = sqlite3.connect(url.database, isolation_level=None)
-
-        def cut():
-            blocker.execute("BEGIN EXCLUSIVE")
-
-        def restore():
-            blocker.execute("COMMIT")
-
-        try:
-            yield app, cut, restore
-        finally:
-            blocker.close()
-    else:
-        proxy = TCPProxy(url.host or "127.0.0.1", url.port or 5432)
-        proxy.start()
-        proxied = url.set(host="127.0.0.1", port=proxy.port)
-        try:
-            yield (make_app(SQLALCHEMY_DATABASE_URI=proxied.render_as_string(False), **config),
-                   proxy.stop, proxy.start)
-        finally:
-            proxy.stop()
 
 
 def _count(app) -> tuple[int, int, int]:

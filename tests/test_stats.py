@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 
 import pytest
-from helpers import captured_statements, utc
+from support.helpers import captured_statements, utc
 from werkzeug.datastructures import MultiDict
 
 from llm_tracker import llm_usage_stats, record_usage

@@ -8,8 +8,8 @@ from datetime import timedelta
 from decimal import Decimal
 
 import pytest
-from helpers import utc
 from sqlalchemy import select
+from support.helpers import utc
 
 from llm_tracker import LLMUsage, db, record_usage
 from llm_tracker.llm_usage import get_llm_usage_list

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 from conftest import create_test_user
-from helpers import utc
+from support.helpers import utc
 from werkzeug.datastructures import MultiDict
 
 from llm_tracker import record_usage

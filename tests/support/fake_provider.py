@@ -77,7 +77,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 # Copied from the project's shared provider-payloads (provenance in payloads/SOURCES.md), so a
 # clean clone runs these tests anywhere.
-PAYLOADS_DIR = Path(__file__).resolve().parent / "payloads"
+PAYLOADS_DIR = Path(__file__).resolve().parents[1] / "payloads"  # tests/payloads
 
 DEFAULT_TEXT = "Hello from the fake provider."
 DEFAULT_STREAM_PIECES = ("Hello", " from the", " fake provider.")

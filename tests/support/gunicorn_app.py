@@ -2,7 +2,7 @@
 route that records one row per request and says which worker process served it.
 
 The app's config is the JSON object in ``LLM_TRACKER_TEST_APP_CONFIG``. Run it as
-``gunicorn --pythonpath <repo>,<repo>/tests gunicorn_app:app``.
+``gunicorn --pythonpath <repo>,<repo>/tests support.gunicorn_app:app``.
 """
 
 from __future__ import annotations

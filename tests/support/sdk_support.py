@@ -8,7 +8,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import httpx
-from fake_provider import FakeProviderServer
 from flask import Flask
 from langchain_anthropic import AnthropicLLM, ChatAnthropic
 from langchain_core._api import LangChainDeprecationWarning
@@ -19,6 +18,7 @@ from langchain_openai import AzureChatOpenAI, ChatOpenAI, OpenAI
 from sqlalchemy import select
 
 from llm_tracker import LLMUsage, db
+from support.fake_provider import FakeProviderServer
 
 AZURE_API_VERSION = "2024-12-01-preview"
 

@@ -1,0 +1,60 @@
+"""Database faults for tests: an outage a test cuts and restores, and a database that
+refuses the rows of one model (a data error, not an outage)."""
+
+from __future__ import annotations
+
+import sqlite3
+from contextlib import contextmanager
+
+from sqlalchemy import text
+from sqlalchemy.engine import make_url
+
+from llm_tracker import db
+from support.tcp_proxy import TCPProxy
+
+REFUSED_MODEL = "refused-by-the-database"
+
+
+@contextmanager
+def outage(make_app, database_url, **config):
+    """An app whose database can be cut (``cut()``) and restored (``restore()``)."""
+    url = make_url(database_url)
+    if url.get_backend_name() == "sqlite":
+        # SQLite "goes away" the way it does in production: another process holds the
+        # write lock longer than our busy timeout.
+        app = make_app(LLM_TRACKER_SQLITE_BUSY_TIMEOUT_MS=50, **config)
+        blocker = sqlite3.connect(url.database, isolation_level=None)
+
+        def cut():
+            blocker.execute("BEGIN EXCLUSIVE")
+
+        def restore():
+            blocker.execute("COMMIT")
+
+        try:
+            yield app, cut, restore
+        finally:
+            blocker.close()
+    else:
+        proxy = TCPProxy(url.host or "127.0.0.1", url.port or 5432)
+        proxy.start()
+        proxied = url.set(host="127.0.0.1", port=proxy.port)
+        try:
+            yield (make_app(SQLALCHEMY_DATABASE_URI=proxied.render_as_string(False), **config),
+                   proxy.stop, proxy.start)
+        finally:
+            proxy.stop()
+
+
+def refuse_a_model(database_url: str) -> None:
+    """Make the database itself refuse rows of REFUSED_MODEL (a data error, not an outage)."""
+    if make_url(database_url).get_backend_name() == "sqlite":
+        db.session.execute(text(
+            "CREATE TRIGGER refuse_model BEFORE INSERT ON llm_tracker_usage "
+            f"WHEN NEW.model = '{REFUSED_MODEL}' "
+            "BEGIN SELECT RAISE(ABORT, 'refused by the test'); END"))
+    else:
+        db.session.execute(text(
+            "ALTER TABLE llm_tracker_usage ADD CONSTRAINT refuse_model "
+            f"CHECK (model <> '{REFUSED_MODEL}')"))
+    db.session.commit()
