@@ -26,6 +26,7 @@ import argparse
 import itertools
 import multiprocessing
 import os
+import queue
 import shutil
 import statistics
 import sys
@@ -115,33 +116,51 @@ def threads_run(recorder: Recorder, threads: int, calls: int) -> float:
     return threads * calls / (time.perf_counter() - start)
 
 
-def _process_main(kind: str, url: str, instance: str, calls: int, ready, go, done) -> None:
+def _process_main(kind: str, url: str, instance: str, calls: int, events, go) -> None:
     recorder = Recorder(kind, url, instance)
     handler, conn = recorder.handler()
     invoke_many(handler, 5)  # warm the paths (5 rows more, counted by the parent)
     recorder.finish()
-    ready.wait()
+    events.put("ready")
     go.wait()
     invoke_many(handler, calls)
     recorder.finish()
-    done.wait()
+    events.put("done")
     if conn is not None:
         conn.close()
+
+
+def _await(events, procs, message: str, timeout: float = 600) -> None:
+    """One ``message`` per process from ``events``; stops if a process dies first."""
+    deadline = time.monotonic() + timeout
+    for _ in procs:
+        while True:
+            try:
+                got = events.get(timeout=0.05)
+            except queue.Empty:
+                dead = [p.exitcode for p in procs if p.exitcode not in (None, 0)]
+                if dead or time.monotonic() > deadline:
+                    for p in procs:
+                        p.kill()
+                    raise SystemExit(f"writer processes failed (exit codes {dead}) or timed"
+                                     f" out waiting for {message!r}") from None
+                continue
+            assert got == message, got
+            break
 
 
 def processes_run(kind: str, url: str, instance: str, processes: int, calls: int) -> float:
     """Rows committed per second by ``processes`` spawned processes, one thread each."""
     ctx = multiprocessing.get_context("spawn")
-    ready, go, done = (ctx.Barrier(processes + 1) for _ in range(3))
-    procs = [ctx.Process(target=_process_main,
-                         args=(kind, url, instance, calls, ready, go, done))
+    events, go = ctx.Queue(), ctx.Event()
+    procs = [ctx.Process(target=_process_main, args=(kind, url, instance, calls, events, go))
              for _ in range(processes)]
     for p in procs:
         p.start()
-    ready.wait()  # every process has built its app and connection: time the writes only
+    _await(events, procs, "ready")  # every process has built its app and connection
     start = time.perf_counter()
-    go.wait()
-    done.wait()  # every process has committed its rows (background: flush() returned)
+    go.set()
+    _await(events, procs, "done")  # every process has committed its rows (flush returned)
     elapsed = time.perf_counter() - start
     for p in procs:
         p.join()
