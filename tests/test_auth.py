@@ -313,6 +313,7 @@ def _parallel_logins(app, count, credentials):
 ROUNDS = int(os.environ.get("LLM_TRACKER_LOGIN_STRESS_ROUNDS", "5"))
 
 
+@pytest.mark.slow
 def test_parallel_guesses_beyond_the_limit_are_all_refused(app, admin_user):
     """50 wrong passwords at once against a limit of 10: exactly 10 reach the hash."""
     for round_ in range(ROUNDS):

@@ -154,6 +154,7 @@ sys.stdin.read()  # wait to be killed
 """
 
 
+@pytest.mark.slow
 def test_kill_9_loses_nothing_recorded_and_the_next_start_writes_it_once(make_app, database_url,
                                                                         tmp_path):
     app = _background(make_app, tmp_path)

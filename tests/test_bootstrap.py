@@ -9,6 +9,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+import pytest
 from sqlalchemy import func, select
 from support.helpers import free_port
 
@@ -35,6 +36,7 @@ def test_bootstrap_on_empty_database_only(app, runner):
         assert db.session.execute(select(func.count()).select_from(LLMUsage)).scalar_one() == 400
 
 
+@pytest.mark.slow
 def test_make_run_commands_serve_the_app(tmp_path):
     """What `make run` does, in a fresh instance folder: upgrade, bootstrap, serve."""
     env = {**os.environ, "LLM_TRACKER_INSTANCE_PATH": str(tmp_path)}

@@ -308,6 +308,7 @@ def usage_rows(page):
 # --- the dashboard -------------------------------------------------------------------------
 
 
+@pytest.mark.browser
 def test_dashboard_cards_chart_and_table_equal_the_api(context, site):
     page = log_in(context, site.url)
     zone = page.evaluate("Intl.DateTimeFormat().resolvedOptions().timeZone")
@@ -370,6 +371,7 @@ def test_dashboard_cards_chart_and_table_equal_the_api(context, site):
     assert page.input_value("select[name=user_id]") == ""
 
 
+@pytest.mark.browser
 def test_dashboard_error_and_expired_session(context, site):
     page = log_in(context, site.url)
     zone = page.input_value("input[name=tz]")
@@ -424,6 +426,7 @@ def test_dashboard_error_and_expired_session(context, site):
     assert_chart(page, year["series"], "year")
 
 
+@pytest.mark.browser
 def test_model_links_open_exactly_that_model(context, app, serve):
     create_test_user(app, "admin", ADMIN_PASSWORD, admin=True)
     with app.app_context():
@@ -472,6 +475,7 @@ def test_model_links_open_exactly_that_model(context, app, serve):
     assert sorted(e["total_calls"] for e in stats["by_model"]) == [1, 1, 2, 3]
 
 
+@pytest.mark.browser
 def test_pages_hold_the_content_security_policy(context, site):
     """Every page works under the policy, and a violation would be caught: a script the
     page tries to run inline is refused and reported."""
@@ -512,6 +516,7 @@ def test_pages_hold_the_content_security_policy(context, site):
 # --- the usage list, export and detail ----------------------------------------------------
 
 
+@pytest.mark.browser
 def test_usage_table_filters_export_and_detail(context, site):
     page = log_in(context, site.url, "/usage")
     zone = page.input_value("input[name=tz]")
@@ -633,6 +638,7 @@ def test_usage_table_filters_export_and_detail(context, site):
     assert page.is_hidden("#detail")
 
 
+@pytest.mark.browser
 def test_empty_database_says_so(context, app, serve):
     create_test_user(app, "admin", ADMIN_PASSWORD, admin=True)
     site = serve(app)
@@ -657,6 +663,7 @@ def test_empty_database_says_so(context, app, serve):
     assert page.text_content("#usage-empty") == "No rows match these filters."
 
 
+@pytest.mark.browser
 def test_non_admin_sees_the_403_page(context, app, serve):
     create_test_user(app, "alice", "pw-alice-1")
     site = serve(app)
@@ -673,6 +680,8 @@ def test_non_admin_sees_the_403_page(context, app, serve):
 # --- `make run` with demo data, and the README's screenshots ------------------------------
 
 
+@pytest.mark.slow
+@pytest.mark.browser
 def test_make_run_flow_shows_demo_data(browser, tmp_path):
     """What `make run` does, in a fresh instance folder; then log in with the printed
     password and see the demo rows. Also takes the README's screenshots."""

@@ -75,6 +75,7 @@ def _lines(path: Path) -> int:
     return sum(1 for line in path.read_text(encoding="utf-8").splitlines() if line.strip())
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("preload", [False, True], ids=["no-preload", "preload"])
 def test_four_gunicorn_workers_each_journal_and_a_graceful_stop_writes_every_row_once(
         make_app, database_url, tmp_path, preload):

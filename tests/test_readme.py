@@ -28,6 +28,7 @@ def test_activating_the_venv_comes_before_the_first_flask_command():
     assert README.count(ACTIVATE) == 1  # said once, where it is first needed
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not (ROOT / ".venv" / "bin" / "activate").exists(),
                     reason="needs the .venv that make run / make test create")
 def test_a_flask_example_runs_as_written_in_a_fresh_shell(tmp_path):

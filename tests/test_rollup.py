@@ -92,6 +92,7 @@ def test_concurrent_threads_lose_nothing(app):
     assert get_spool(app).rows() == []
 
 
+@pytest.mark.slow
 def test_concurrent_processes_lose_nothing(app, database_url, tmp_path):
     if not database_url.startswith("postgresql"):
         pytest.skip("several writer processes on one SQLite file are the throughput bench's")

@@ -7,6 +7,7 @@ import threading
 from datetime import timedelta
 from decimal import Decimal
 
+import pytest
 from sqlalchemy import delete, func, select, update
 from support.helpers import ACME_RULE, run_cli, utc
 from support.rollup_check import assert_rollups_match, stored_rollups
@@ -82,6 +83,7 @@ STRESS_ROUNDS = int(os.environ.get("LLM_TRACKER_STRESS_ROUNDS", "6"))
 WRITERS = 4
 
 
+@pytest.mark.slow
 def test_rebuild_while_writers_record(app):
     """Rebuilds and reprices beside writers: no deadlock, no aborted statement, no row
     spooled, and the rollups equal the raw rows after every round."""

@@ -30,6 +30,7 @@ def flask(tmp_path: Path, *args: str, **env: str) -> subprocess.CompletedProcess
                           env=environ, capture_output=True, text=True, timeout=120)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("command", COMMANDS, ids=" ".join)
 def test_bad_rule_from_the_environment_is_one_line(tmp_path, command):
     done = flask(tmp_path, *command,
@@ -37,6 +38,7 @@ def test_bad_rule_from_the_environment_is_one_line(tmp_path, command):
     assert (done.returncode, done.stdout, done.stderr) == (1, "", MESSAGE)
 
 
+@pytest.mark.slow
 def test_bad_rule_from_the_instance_config_is_one_line(tmp_path):
     (tmp_path / "instance").mkdir()
     (tmp_path / "instance" / "config.py").write_text(
@@ -45,6 +47,7 @@ def test_bad_rule_from_the_instance_config_is_one_line(tmp_path):
     assert (done.returncode, done.stdout, done.stderr) == (1, "", MESSAGE)
 
 
+@pytest.mark.slow
 def test_bad_azure_map_is_one_line(tmp_path):
     done = flask(tmp_path, "routes", FLASK_LLM_TRACKER_AZURE_DEPLOYMENTS='["prod-4o"]')
     assert (done.returncode, done.stdout, done.stderr) == (
@@ -52,6 +55,7 @@ def test_bad_azure_map_is_one_line(tmp_path):
                "(strings), got ['prod-4o']\n")
 
 
+@pytest.mark.slow
 def test_good_rules_start(tmp_path):
     done = flask(tmp_path, "routes", FLASK_LLM_TRACKER_CUSTOM_PRICES=json.dumps([GOOD_RULE]))
     assert done.returncode == 0, done.stderr
