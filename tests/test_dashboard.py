@@ -124,6 +124,7 @@ def test_static_files_are_served(client):
     assert client.get("/static/dashboard.css").status_code == 200
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("require", "outcome"), [("", "1 skipped"), ("1", "1 error")])
 def test_browser_tests_skip_visibly_or_fail_without_chromium(tmp_path, require, outcome):
     env = {**os.environ, "LLM_TRACKER_CHROMIUM": str(tmp_path / "no-chromium"),
