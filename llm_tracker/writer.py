@@ -106,6 +106,7 @@ class BackgroundWriter:
         self._thread: threading.Thread | None = None
         self._engine: Engine | None = None
         self._backoff = 0.0
+        self._closing = False
 
     # --- the caller's side ---------------------------------------------------------
 
@@ -146,6 +147,22 @@ class BackgroundWriter:
                 self._flushing -= 1
             return self._written - before
 
+    def close(self, timeout: float | None = None) -> None:
+        """Flush, stop the writer thread and release its connection and journal."""
+        self.flush(timeout)
+        with self._cond:
+            self._closing = True
+            self._cond.notify_all()
+        if self._thread is not None:
+            self._thread.join(timeout)
+        with self._cond:
+            for segment in self._segments:
+                segment.close(delete=self._done == self._recorded)
+            self._segments.clear()
+        if self._engine is not None and self._engine is not db.engine:
+            self._engine.dispose()
+        self._engine = None
+
     def pending(self) -> int:
         """Rows recorded but not yet committed or kept."""
         with self._cond:
@@ -174,15 +191,19 @@ class BackgroundWriter:
                 logger.exception("llm_tracker: could not replay the journals of dead processes")
             while True:
                 batch = self._next_batch()
+                if batch is None:
+                    return
                 try:
                     self._write(batch)
                 except Exception:  # never let the thread die with rows waiting
                     logger.exception("llm_tracker: the writer failed on a batch")
 
-    def _next_batch(self) -> list[tuple[int, dict[str, Any]]]:
+    def _next_batch(self) -> list[tuple[int, dict[str, Any]]] | None:
         with self._cond:
             waited_since = time.monotonic()
             while True:
+                if self._closing and not self._queue:
+                    return None
                 wait = (self._backoff or self.interval) - (time.monotonic() - waited_since)
                 ready = self._queue and (len(self._queue) >= self.batch_size or wait <= 0
                                          or (self._flushing and not self._backoff))
@@ -328,6 +349,13 @@ def writer_for(app: Flask) -> BackgroundWriter:
             if writer is None or writer.pid != os.getpid():
                 writer = _WRITERS[key] = BackgroundWriter(app)
     return writer
+
+
+def close_writer(app: Flask, timeout: float | None = None) -> None:
+    """Flush ``app``'s writer in this process and stop it (an app shutting down)."""
+    writer = _WRITERS.pop(id(app), None)
+    if writer is not None and writer.pid == os.getpid():
+        writer.close(timeout)
 
 
 def flush(timeout: float | None = None) -> int:

@@ -13,7 +13,7 @@ from genai_prices.data import providers
 from genai_prices.types import ModelPrice
 from sqlalchemy import delete, event
 
-from llm_tracker import LLMUsage, db
+from llm_tracker import LLMUsage, db, flush
 from llm_tracker.models import LLMUsageRollup, LLMUsageRollupDay
 
 # A custom price rule for a model genai-prices does not know (USD per million tokens).
@@ -48,6 +48,7 @@ def run_cli(app: Flask, *args: str) -> str:
 
 def clear_usage() -> None:
     """Delete every usage row and both rollup tables' rows (in an app context)."""
+    flush()  # nothing recorded before may land after
     with db.engine.begin() as conn:
         conn.execute(delete(LLMUsage))
         conn.execute(delete(LLMUsageRollup))

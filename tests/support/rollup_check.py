@@ -8,7 +8,7 @@ from typing import Any
 
 from sqlalchemy import select
 
-from llm_tracker import LLMUsage, db
+from llm_tracker import LLMUsage, db, flush
 from llm_tracker.rollup import (
     KEY_COLUMNS,
     LEVELS,
@@ -23,12 +23,14 @@ from llm_tracker.rollup import (
 
 def assert_rollups_match() -> None:
     """Both rollup levels hold exactly what the raw rows add up to."""
+    flush()
     for level in LEVELS:
         assert stored_rollups(level) == expected_rollups(level), level.name
 
 
 def stored_rollups(level: Level = QUARTER) -> dict[tuple[Any, ...], dict[str, Any]]:
     """A rollup table: key -> sums (call inside an app context)."""
+    flush()
     rows = db.session.execute(select(level.model)).scalars().all()
     return {tuple(getattr(r, k) for k in KEY_COLUMNS): {s: getattr(r, s) for s in SUM_COLUMNS}
             for r in rows}
@@ -36,6 +38,7 @@ def stored_rollups(level: Level = QUARTER) -> dict[tuple[Any, ...], dict[str, An
 
 def expected_rollups(level: Level = QUARTER) -> dict[tuple[Any, ...], dict[str, Any]]:
     """The rollups of ``level`` computed in Python from every raw row."""
+    flush()
     result: dict[tuple[Any, ...], dict[str, Any]] = defaultdict(
         lambda: {s: Decimal(0) if s in MONEY_COLUMNS else 0 for s in SUM_COLUMNS})
     for row in db.session.execute(select(LLMUsage)).scalars():
@@ -59,11 +62,15 @@ def record_many(database_url: str, spool: str, worker: int, calls: int) -> None:
     from admin_app import create_app
     from llm_tracker import record_usage
 
+    import os
+
     app = create_app({"SQLALCHEMY_DATABASE_URI": database_url,
-                      "LLM_TRACKER_SPOOL_PATH": spool})
+                      "LLM_TRACKER_SPOOL_PATH": spool,
+                      "LLM_TRACKER_INSTANCE_PATH": os.path.dirname(spool)})
     with app.app_context():
         write_rows(worker, calls, record_usage, datetime(2026, 3, 1, 10, tzinfo=UTC),
                    timedelta)
+        flush()
         db.engine.dispose()
 
 

@@ -17,7 +17,7 @@ from langchain_google_genai import ChatGoogleGenerativeAI
 from langchain_openai import AzureChatOpenAI, ChatOpenAI, OpenAI
 from sqlalchemy import select
 
-from llm_tracker import LLMUsage, db
+from llm_tracker import LLMUsage, db, flush
 from support.fake_provider import FakeProviderServer
 
 AZURE_API_VERSION = "2024-12-01-preview"
@@ -116,7 +116,8 @@ def cfg(handler: BaseCallbackHandler) -> dict[str, Any]:
 
 
 def usage_rows(app: Flask) -> list[LLMUsage]:
-    """Every stored row, oldest first."""
+    """Every stored row, oldest first (once the writer has committed what was recorded)."""
+    flush()
     with app.app_context():
         stmt = select(LLMUsage).order_by(LLMUsage.created_at, LLMUsage.id)
         return list(db.session.execute(stmt).scalars())
