@@ -362,8 +362,10 @@ def _bench(name: str, app_url: str, direct_url: str, instance: str, args, phases
     log.addHandler(spooled)
     log.propagate = False
     try:
-        print(f"\n{name}:")
+        load_before = os.getloadavg()
+        print(f"\n{name} (load average {load_before[0]:.1f}):")
         starts = run.run(phases_for(run))
+        load_after = os.getloadavg()
         began = time.perf_counter()
         with app.app_context():
             flush(timeout=600)
@@ -377,6 +379,9 @@ def _bench(name: str, app_url: str, direct_url: str, instance: str, args, phases
         print(f"  sync mode: {replayed.written} spooled row(s) replayed")
     checked = verify(checker, run.run_ids, warmed=200)
     result = report(name, run, starts, spooled, flush_s, checked)
+    print(f"  load average (1 min) before / after: {load_before[0]:.1f} / {load_after[0]:.1f}"
+          f" on {os.cpu_count()} CPUs")
+    result["load average"] = (load_before[0], load_after[0])
     with checker.app_context():
         db.session.remove()
         db.engine.dispose()

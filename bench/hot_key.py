@@ -273,6 +273,7 @@ def run_mode(mode: str, url: str, instance: str, args, sampler_engine) -> dict[s
     for p in procs:
         p.start()
     ready.wait()  # every process has built its app
+    load_before = os.getloadavg()[0]
     with LockSampler(sampler_engine, args.sample_ms / 1000) as sampler:
         started = time.perf_counter()
         go.set()
@@ -297,6 +298,7 @@ def run_mode(mode: str, url: str, instance: str, args, sampler_engine) -> dict[s
     rows = args.processes * args.threads * args.rows
     return {
         "mode": mode, "rows": rows, "seconds": finished - started,
+        "load average": (load_before, os.getloadavg()[0]),
         "rows/s": rows / (finished - started),
         "record s (slowest process)": max(r["record s"] for r in out),
         "flush s (slowest process)": max(r["flush s"] for r in out),
@@ -383,7 +385,9 @@ def main() -> None:
                 print(f"\n{mode}: {results['writers']}, {r['rows']} rows in "
                       f"{r['seconds']:.1f} s ({r['rows/s']:.0f} rows/s; recording "
                       f"{r['record s (slowest process)']:.1f} s, then flush "
-                      f"{r['flush s (slowest process)']:.1f} s)")
+                      f"{r['flush s (slowest process)']:.1f} s; load average "
+                      f"{r['load average'][0]:.1f} / {r['load average'][1]:.1f} on "
+                      f"{os.cpu_count()} CPUs)")
                 print(f"  record_usage per call, ms: {r['calls']}")
                 if r["batches"]["n"]:
                     print(f"  batch transactions, ms: {r['batches']} "
@@ -398,22 +402,27 @@ def main() -> None:
                 print(f"  waits of one statement, added up, ms ({r['statements that waited']} "
                       f"statements): ≥ {r['wait per statement lower']}, "
                       f"≤ {r['wait per statement upper']}")
-                print(f"  longest lock wait of a statement ≤ {r['max wait upper ms']:.1f} ms = "
+                print(f"  longest sampled lock wait of a statement ≤ "
+                      f"{r['max wait upper ms']:.1f} ms = "
                       f"{r['max wait / unit']:.2f} × "
                       f"{'one batch' if mode == 'background' else 'one sync call'} "
                       f"({ms(unit):.1f} ms)")
                 if mode == "background":
-                    # The server's view decides: a statement's lock waits, added up (a wait
-                    # no sample saw was shorter than the largest gap between samples). The
-                    # longest statement on the rollup tables bounds them too, but it also
-                    # counts the time its writer thread waited for a CPU or the GIL.
-                    longest = max(r["max wait upper ms"], r["largest sample gap ms"])
+                    # Two bounds on every lock wait, each valid alone: the samples' (a wait
+                    # no sample saw was shorter than the largest gap between samples), and
+                    # the longest statement on the rollup tables, inside one of which every
+                    # wait on the hot rows happens (it also counts the time its writer
+                    # thread waited for a CPU or the GIL, so it is the looser one).
+                    sampled = max(r["max wait upper ms"], r["largest sample gap ms"])
+                    longest = min(sampled, r["rollup statements"]["max"])
+                    r["longest wait bound ms"] = longest
                     r["holds"] = longest <= ms(cal["batch"])
                     print(f"  target, no lock wait longer than one batch: "
-                          f"{'holds' if r['holds'] else 'MISSES'}: longest lock wait ≤ "
-                          f"{longest:.1f} ms (largest gap between samples "
-                          f"{r['largest sample gap ms']:.1f} ms) vs one batch "
-                          f"{ms(cal['batch']):.1f} ms; longest statement on the rollup tables "
+                          f"{'holds' if r['holds'] else 'MISSES'}: every lock wait ≤ "
+                          f"{longest:.1f} ms = {longest / ms(cal['batch']):.2f} × one batch "
+                          f"({ms(cal['batch']):.1f} ms); bounds: samples {sampled:.1f} ms "
+                          f"(largest gap between samples {r['largest sample gap ms']:.1f} ms), "
+                          f"longest statement on the rollup tables "
                           f"{r['rollup statements']['max']:.1f} ms")
             results["count"] = counted = _count(direct, expected)
             print(f"\ncount: {counted}")
