@@ -19,8 +19,11 @@ migrate = Migrate(render_as_batch=True, directory=MIGRATIONS_DIR)
 
 def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     """Build the app: defaults, then instance/config.py, then the environment, then test_config."""
-    app = Flask(__name__, instance_relative_config=True,
-                instance_path=os.environ.get("LLM_TRACKER_INSTANCE_PATH") or None)
+    app = Flask(
+        __name__,
+        instance_relative_config=True,
+        instance_path=os.environ.get("LLM_TRACKER_INSTANCE_PATH") or None,
+    )
     os.makedirs(app.instance_path, exist_ok=True)
     app.config.from_mapping(
         SQLALCHEMY_DATABASE_URI="sqlite:///"

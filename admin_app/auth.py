@@ -76,8 +76,7 @@ class LoginThrottle:
     # random usernames cannot grow the table without bound.
     PRUNE_EVERY = 256
 
-    def __init__(self, limit: int, window: float,
-                 clock: Callable[[], datetime] = utcnow) -> None:
+    def __init__(self, limit: int, window: float, clock: Callable[[], datetime] = utcnow) -> None:
         self.limit = limit
         self.window = window
         self.clock = clock
@@ -99,8 +98,9 @@ class LoginThrottle:
             index_elements=[table.c.key],
             set_={
                 "failures": case((expired, 1), else_=table.c.failures + 1),
-                "window_start": case((expired, stmt.excluded.window_start),
-                                     else_=table.c.window_start),
+                "window_start": case(
+                    (expired, stmt.excluded.window_start), else_=table.c.window_start
+                ),
             },
         ).returning(table.c.failures, table.c.window_start)
 
@@ -128,7 +128,7 @@ class LoginThrottle:
                 # with refusals. The remaining keys are only read, for the longest wait.
                 self.forgive(Attempt(wait=0, windows=windows))
                 wait = max(math.ceil((window_start - now).total_seconds() + self.window), 1)
-                return Attempt(wait=max(wait, self.retry_after(*keys[i + 1:])))
+                return Attempt(wait=max(wait, self.retry_after(*keys[i + 1 :])))
         return Attempt(wait=0, windows=windows)
 
     def forgive(self, attempt: Attempt, *keys: str) -> None:
@@ -139,11 +139,15 @@ class LoginThrottle:
             if key not in attempt.windows:
                 continue
             with db.engine.begin() as conn:
-                conn.execute(update(table)
-                             .where(table.c.key == key,
-                                    table.c.window_start == attempt.windows[key],
-                                    table.c.failures > 0)
-                             .values(failures=table.c.failures - 1))
+                conn.execute(
+                    update(table)
+                    .where(
+                        table.c.key == key,
+                        table.c.window_start == attempt.windows[key],
+                        table.c.failures > 0,
+                    )
+                    .values(failures=table.c.failures - 1)
+                )
 
     def reset(self, key: str) -> None:
         """Forget the failures of ``key``."""
@@ -156,10 +160,19 @@ class LoginThrottle:
             return 0
         now = self.clock()
         with db.engine.connect() as conn:
-            rows = conn.execute(select(LoginFailures.failures, LoginFailures.window_start)
-                                .where(LoginFailures.key.in_(keys))).all()
-        wait = max([(ws - now).total_seconds() + self.window for failures, ws in rows
-                    if failures >= self.limit] + [0.0])
+            rows = conn.execute(
+                select(LoginFailures.failures, LoginFailures.window_start).where(
+                    LoginFailures.key.in_(keys)
+                )
+            ).all()
+        wait = max(
+            [
+                (ws - now).total_seconds() + self.window
+                for failures, ws in rows
+                if failures >= self.limit
+            ]
+            + [0.0]
+        )
         return max(math.ceil(wait), 1) if wait > 0 else 0
 
     def prune(self) -> int:
@@ -167,7 +180,8 @@ class LoginThrottle:
         cutoff = self.clock() - timedelta(seconds=self.window)
         with db.engine.begin() as conn:
             return conn.execute(
-                delete(LoginFailures).where(LoginFailures.window_start <= cutoff)).rowcount
+                delete(LoginFailures).where(LoginFailures.window_start <= cutoff)
+            ).rowcount
 
 
 def _throttle() -> LoginThrottle:
@@ -197,8 +211,7 @@ def authenticate(username: str, password: str) -> tuple[User | None, int]:
     # No autoflush: the caller's pending work stays the caller's, and on SQLite a flush
     # would take the write lock the throttle's own connection needs below.
     with db.session.no_autoflush:
-        user = db.session.execute(
-            select(User).filter_by(username=username)).scalar_one_or_none()
+        user = db.session.execute(select(User).filter_by(username=username)).scalar_one_or_none()
     if user is None:
         # Hash anyway so a missing user takes as long as a wrong password.
         check_password_hash(_dummy_hash(), password)
@@ -223,8 +236,8 @@ def _dummy_hash() -> str:
 
 def _too_many(wait: int) -> TooManyRequests:
     return TooManyRequests(
-        description=f"too many failed logins: try again in {wait} seconds",
-        retry_after=wait)
+        description=f"too many failed logins: try again in {wait} seconds", retry_after=wait
+    )
 
 
 def is_storable_text(value: str) -> bool:
@@ -249,15 +262,14 @@ def _storable(value: str) -> None:
 class LoginSchema(Schema):
     """Body of ``POST /api/v1/auth/login``."""
 
-    username = fields.String(required=True,
-                             validate=[validate.Length(min=1, max=150), _storable])
-    password = fields.String(required=True,
-                             validate=[validate.Length(min=1, max=1024), _storable])
+    username = fields.String(required=True, validate=[validate.Length(min=1, max=150), _storable])
+    password = fields.String(required=True, validate=[validate.Length(min=1, max=1024), _storable])
 
 
 def _bad_body(messages: dict[str, Any]) -> str:
-    bad_text = sorted(name for name, errors in messages.items()
-                      if isinstance(errors, list) and BAD_TEXT in errors)
+    bad_text = sorted(
+        name for name, errors in messages.items() if isinstance(errors, list) and BAD_TEXT in errors
+    )
     if bad_text:
         return f"username and password {BAD_TEXT} ({', '.join(bad_text)})"
     return f"JSON body needs string fields username and password ({', '.join(sorted(messages))})"
@@ -333,10 +345,12 @@ def _storable_field(form: FlaskForm, field_: Field) -> None:
 class LoginForm(FlaskForm):
     """The HTML login form (CSRF token included by Flask-WTF)."""
 
-    username = StringField("Username",
-                           validators=[DataRequired(), Length(max=150), _storable_field])
-    password = PasswordField("Password",
-                             validators=[DataRequired(), Length(max=1024), _storable_field])
+    username = StringField(
+        "Username", validators=[DataRequired(), Length(max=150), _storable_field]
+    )
+    password = PasswordField(
+        "Password", validators=[DataRequired(), Length(max=1024), _storable_field]
+    )
 
 
 def _safe_next(target: str | None) -> str:
@@ -406,5 +420,6 @@ def init_app(app: Flask) -> None:
     login_manager.init_app(app)
     csrf.init_app(app)
     app.extensions["login_throttle"] = LoginThrottle(
-        int(app.config["LOGIN_RATE_LIMIT"]), float(app.config["LOGIN_RATE_LIMIT_WINDOW"]))
+        int(app.config["LOGIN_RATE_LIMIT"]), float(app.config["LOGIN_RATE_LIMIT_WINDOW"])
+    )
     app.register_blueprint(bp)

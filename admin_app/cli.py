@@ -28,7 +28,8 @@ def _check_password(password: str) -> None:
 def _create_user(username: str, password: str, *, admin: bool) -> User:
     if not username or username != username.strip() or len(username) > 150:
         raise click.ClickException(
-            "username must be 1 to 150 characters without leading or trailing spaces")
+            "username must be 1 to 150 characters without leading or trailing spaces"
+        )
     if not is_storable_text(username):
         raise click.ClickException(f"username {BAD_TEXT}")
     _check_password(password)
@@ -71,8 +72,9 @@ def bootstrap() -> None:
         return
     password = secrets.token_urlsafe(12)
     _create_user("admin", password, admin=True)
-    demo_users = [_create_user(name, secrets.token_urlsafe(16), admin=False)
-                  for name in ("alice", "bob")]
+    demo_users = [
+        _create_user(name, secrets.token_urlsafe(16), admin=False) for name in ("alice", "bob")
+    ]
     rows = create_demo_rows([u.id for u in demo_users])
     click.echo("=" * 60)
     click.echo("First start: created the admin login and demo data.")
@@ -84,8 +86,9 @@ def bootstrap() -> None:
     click.echo("=" * 60)
 
 
-users = AppGroup("users", help="List users, set passwords, grant or revoke admin rights, "
-                  "deactivate accounts.")
+users = AppGroup(
+    "users", help="List users, set passwords, grant or revoke admin rights, deactivate accounts."
+)
 
 
 def _user(username: str) -> User:
@@ -99,16 +102,23 @@ def _user(username: str) -> User:
 def list_users() -> None:
     """Show every user: id, username, admin, active, date joined (UTC)."""
     rows = [("id", "username", "admin", "active", "date joined")] + [
-        (str(u.id), u.username, "yes" if u.is_staff or u.is_superuser else "no",
-         "yes" if u.is_active else "no", f"{u.date_joined:%Y-%m-%d %H:%M} UTC")
-        for u in db.session.execute(select(User).order_by(User.id)).scalars()]
+        (
+            str(u.id),
+            u.username,
+            "yes" if u.is_staff or u.is_superuser else "no",
+            "yes" if u.is_active else "no",
+            f"{u.date_joined:%Y-%m-%d %H:%M} UTC",
+        )
+        for u in db.session.execute(select(User).order_by(User.id)).scalars()
+    ]
     if len(rows) == 1:
         click.echo("no users yet: flask --app wsgi create-admin NAME makes the first admin")
         return
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     for row in rows:
-        click.echo("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True))
-                   .rstrip())
+        click.echo(
+            "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
+        )
 
 
 @users.command("set-password")
@@ -137,8 +147,10 @@ def grant_admin(username: str) -> None:
         db.session.commit()
         click.echo(f"{user.username!r} is now an admin")
     if not user.is_active:
-        click.echo(f"note: {user.username!r} is deactivated and cannot log in "
-                   f"(flask --app wsgi users activate {user.username})")
+        click.echo(
+            f"note: {user.username!r} is deactivated and cannot log in "
+            f"(flask --app wsgi users activate {user.username})"
+        )
 
 
 @users.command("revoke-admin")
@@ -152,8 +164,11 @@ def revoke_admin(username: str) -> None:
     user.is_staff = user.is_superuser = False
     db.session.commit()
     click.echo(f"{user.username!r} is no longer an admin")
-    admins = db.session.execute(select(func.count()).select_from(User).where(
-        User.is_active, User.is_staff | User.is_superuser)).scalar_one()
+    admins = db.session.execute(
+        select(func.count())
+        .select_from(User)
+        .where(User.is_active, User.is_staff | User.is_superuser)
+    ).scalar_one()
     if not admins:
         click.echo("note: no active admin is left (flask --app wsgi users grant-admin NAME)")
 

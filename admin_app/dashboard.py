@@ -21,7 +21,6 @@ from llm_tracker.views import ADMIN_REQUIRED
 bp = Blueprint("dashboard", __name__)
 
 
-
 def admin_page(view: Callable[..., Any]) -> Callable[..., Any]:
     """Anonymous visitors go to the login form; logged-in non-admins get an HTML 403 page."""
 
@@ -38,8 +37,10 @@ def admin_page(view: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def _users() -> list[tuple[int, str]]:
-    return [tuple(row) for row in db.session.execute(
-        select(User.id, User.username).order_by(User.username)).all()]
+    return [
+        tuple(row)
+        for row in db.session.execute(select(User.id, User.username).order_by(User.username)).all()
+    ]
 
 
 @bp.get("/")

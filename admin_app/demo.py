@@ -21,7 +21,7 @@ _RATE_LIMITED = {
     "openai": "OpenAIRateLimitError: Error code: 429 - rate limit exceeded",
     "azure": "OpenAIRateLimitError: Error code: 429 - rate limit exceeded",
     "google_genai": "GoogleRateLimitError: Error calling model 'gemini-2.5-flash' "
-                    "(RESOURCE_EXHAUSTED): 429 RESOURCE_EXHAUSTED.",
+    "(RESOURCE_EXHAUSTED): 429 RESOURCE_EXHAUSTED.",
 }
 
 

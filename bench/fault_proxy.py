@@ -39,8 +39,9 @@ class FaultProxy:
             self._state = "forward"
             self._cond.notify_all()
             generation = self._generation
-        threading.Thread(target=self._accept, args=(listener, generation), daemon=True,
-                         name="proxy-accept").start()
+        threading.Thread(
+            target=self._accept, args=(listener, generation), daemon=True, name="proxy-accept"
+        ).start()
 
     def pause(self) -> None:
         with self._cond:
@@ -83,8 +84,9 @@ class FaultProxy:
                 client, _ = listener.accept()
             except OSError:
                 return
-            threading.Thread(target=self._connect, args=(client, generation), daemon=True,
-                             name="proxy-conn").start()
+            threading.Thread(
+                target=self._connect, args=(client, generation), daemon=True, name="proxy-conn"
+            ).start()
 
     def _connect(self, client: socket.socket, generation: int) -> None:
         with self._cond:
@@ -104,8 +106,9 @@ class FaultProxy:
                 return
             self._conns.append(upstream)
         for a, b in ((client, upstream), (upstream, client)):
-            threading.Thread(target=self._pipe, args=(a, b, generation), daemon=True,
-                             name="proxy-pipe").start()
+            threading.Thread(
+                target=self._pipe, args=(a, b, generation), daemon=True, name="proxy-pipe"
+            ).start()
 
     def _pipe(self, src: socket.socket, dst: socket.socket, generation: int) -> None:
         try:

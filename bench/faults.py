@@ -152,20 +152,28 @@ class MmapAppendHandler(BaseCallbackHandler):
         self.lock = threading.Lock()
 
     def on_llm_end(self, response, *, run_id, **kwargs) -> None:
-        line = json.dumps({"run_id": str(run_id), "model": "gpt-4o-mini", "pad": "x" * 500}
-                          ).encode() + b"\n"
+        line = (
+            json.dumps({"run_id": str(run_id), "model": "gpt-4o-mini", "pad": "x" * 500}).encode()
+            + b"\n"
+        )
         with self.lock:
             if self.pos + len(line) > self.SIZE:
                 self.pos = 0
-            self.map[self.pos:self.pos + len(line)] = line
+            self.map[self.pos : self.pos + len(line)] = line
             self.pos += len(line)
 
 
 class Run:
     """The callers, the monitor and the phases of one backend."""
 
-    def __init__(self, app, threads: int, count_rows, wait_s: float, controls: str | None,
-                 ) -> None:
+    def __init__(
+        self,
+        app,
+        threads: int,
+        count_rows,
+        wait_s: float,
+        controls: str | None,
+    ) -> None:
         self.app = app
         self.threads = threads
         self.wait_s = wait_s
@@ -183,7 +191,8 @@ class Run:
         self.phase_index = 0
         self.stop = threading.Event()
         self.samples: dict[str, dict[str, list[int]]] = {
-            name: defaultdict(list) for name in self.variants}
+            name: defaultdict(list) for name in self.variants
+        }
         self.run_ids: list[str] = []
         self.timeline: list[dict[str, Any]] = []
         self.lock = threading.Lock()
@@ -193,7 +202,8 @@ class Run:
         model = FakeChat(messages=itertools.repeat(REPLY), wait_s=self.wait_s)
         variants = list(self.variants.items())
         samples: dict[str, dict[str, list[int]]] = {
-            name: defaultdict(list) for name in self.variants}
+            name: defaultdict(list) for name in self.variants
+        }
         run_ids: list[str] = []
         clock = time.perf_counter_ns
         for n in itertools.count(index):
@@ -207,7 +217,7 @@ class Run:
                 a = clock()
                 model.invoke("hi", config=config)
                 took = clock() - a
-                for phase in self.phase_names[first:self.phase_index + 1]:
+                for phase in self.phase_names[first : self.phase_index + 1]:
                     samples[name][phase].append(took)  # in every phase it overlapped
                 if name == "UsageHandler":
                     run_ids.append(str(run_id))
@@ -224,15 +234,21 @@ class Run:
                 rows = self.count_rows()
             except Exception as exc:  # the monitor's own connection is direct; report it
                 rows = f"error: {exc}"
-            self.timeline.append({"t": round(time.perf_counter() - self.t0, 1),
-                                  "phase": self.phase_names[self.phase_index],
-                                  "committed": rows,
-                                  "backlog": writer.pending()})
+            self.timeline.append(
+                {
+                    "t": round(time.perf_counter() - self.t0, 1),
+                    "phase": self.phase_names[self.phase_index],
+                    "committed": rows,
+                    "backlog": writer.pending(),
+                }
+            )
 
     def run(self, phases: list[tuple[str, float, Any]]) -> dict[str, float]:
         """Run the callers through ``phases`` (name, seconds, what starts it); phase -> start."""
-        workers = [threading.Thread(target=self.caller, args=(i,), name=f"caller-{i}")
-                   for i in range(self.threads)]
+        workers = [
+            threading.Thread(target=self.caller, args=(i,), name=f"caller-{i}")
+            for i in range(self.threads)
+        ]
         monitor = threading.Thread(target=self.monitor, name="monitor", daemon=True)
         starts: dict[str, float] = {}
         self.t0 = time.perf_counter()
@@ -245,8 +261,7 @@ class Run:
                 begin()
             starts[name] = time.perf_counter()
             self.phase_index = index
-            print(f"  {time.perf_counter() - self.t0:6.1f} s  {name} ({seconds:g} s)",
-                  flush=True)
+            print(f"  {time.perf_counter() - self.t0:6.1f} s  {name} ({seconds:g} s)", flush=True)
             time.sleep(seconds)
         self.stop.set()
         for w in workers:
@@ -268,32 +283,63 @@ def verify(app, run_ids: list[str], warmed: int) -> dict[str, Any]:
     """Every recorded run id stored exactly once, in the rollups, nothing kept aside."""
     with app.app_context():
         run = db.session.execute
-        stored = run(text("SELECT count(*), count(DISTINCT run_id) FROM llm_tracker_usage")
-                     ).one()
+        stored = run(text("SELECT count(*), count(DISTINCT run_id) FROM llm_tracker_usage")).one()
         wanted = set(run_ids)
-        found = set(run(text("SELECT run_id FROM llm_tracker_usage WHERE node_name = 'faults'"
-                             )).scalars())
-        rollups = [run(text(f"SELECT coalesce(sum(calls), 0) FROM {table}")).scalar()
-                   for table in ("llm_tracker_usage_rollup", "llm_tracker_usage_rollup_day")]
+        found = set(
+            run(text("SELECT run_id FROM llm_tracker_usage WHERE node_name = 'faults'")).scalars()
+        )
+        rollups = [
+            run(text(f"SELECT coalesce(sum(calls), 0) FROM {table}")).scalar()
+            for table in ("llm_tracker_usage_rollup", "llm_tracker_usage_rollup_day")
+        ]
         spool = get_spool(app)
-        result = {"recorded": len(run_ids) + warmed, "rows": stored[0],
-                  "distinct run ids": stored[1], "missing": len(wanted - found),
-                  "rollup calls (15 min, day)": rollups,
-                  "spooled left": len(spool.rows()), "dead letters": len(spool.dead.entries())}
+        result = {
+            "recorded": len(run_ids) + warmed,
+            "rows": stored[0],
+            "distinct run ids": stored[1],
+            "missing": len(wanted - found),
+            "rollup calls (15 min, day)": rollups,
+            "spooled left": len(spool.rows()),
+            "dead letters": len(spool.dead.entries()),
+        }
         db.session.remove()
-    result["ok"] = (result["rows"] == result["distinct run ids"] == result["recorded"]
-                    and result["missing"] == 0 and rollups == [result["rows"]] * 2
-                    and result["spooled left"] == 0 and result["dead letters"] == 0)
+    result["ok"] = (
+        result["rows"] == result["distinct run ids"] == result["recorded"]
+        and result["missing"] == 0
+        and rollups == [result["rows"]] * 2
+        and result["spooled left"] == 0
+        and result["dead letters"] == 0
+    )
     return result
 
 
-def report(name: str, run: Run, starts: dict[str, float], spooled: Spooled,
-           flush_s: float, checked: dict[str, Any]) -> dict[str, Any]:
+def report(
+    name: str,
+    run: Run,
+    starts: dict[str, float],
+    spooled: Spooled,
+    flush_s: float,
+    checked: dict[str, Any],
+) -> dict[str, Any]:
     llm = f"each call waits {run.wait_s * 1000:g} ms" if run.wait_s else "instant model"
-    print(f"\n{name}: µs per LLM call ({run.threads} threads, {llm}; handler = "
-          f"UsageHandler, {run.mode} mode; added = handler − bare at the same quantile)")
-    header = ("phase", "calls", "bare p50", "bare p99", "bare max", "hdl p50", "hdl p99",
-              "hdl max", "added p50", "added p99", "added max", "p99 ≤ 1 ms")
+    print(
+        f"\n{name}: µs per LLM call ({run.threads} threads, {llm}; handler = "
+        f"UsageHandler, {run.mode} mode; added = handler − bare at the same quantile)"
+    )
+    header = (
+        "phase",
+        "calls",
+        "bare p50",
+        "bare p99",
+        "bare max",
+        "hdl p50",
+        "hdl p99",
+        "hdl max",
+        "added p50",
+        "added p99",
+        "added max",
+        "p99 ≤ 1 ms",
+    )
     print("  " + " ".join(f"{h:>10s}" for h in header))
     phases: dict[str, Any] = {}
     controls: dict[str, Any] = {}
@@ -302,24 +348,42 @@ def report(name: str, run: Run, starts: dict[str, float], spooled: Spooled,
         s = summarise(bare[phase], run.samples["UsageHandler"][phase])
         s["holds"] = s["added p99"] <= TARGET_P99_ADDED_US
         phases[phase] = s
-        cells = [phase, f"{s['calls']:.0f}"] + [
-            f"{s[k]:.0f}" for k in ("bare p50", "bare p99", "bare max", "handler p50",
-                                    "handler p99", "handler max", "added p50", "added p99",
-                                    "added max")] + ["yes" if s["holds"] else "NO"]
+        cells = (
+            [phase, f"{s['calls']:.0f}"]
+            + [
+                f"{s[k]:.0f}"
+                for k in (
+                    "bare p50",
+                    "bare p99",
+                    "bare max",
+                    "handler p50",
+                    "handler p99",
+                    "handler max",
+                    "added p50",
+                    "added p99",
+                    "added max",
+                )
+            ]
+            + ["yes" if s["holds"] else "NO"]
+        )
         print("  " + " ".join(f"{c:>10s}" for c in cells))
     for name in run.samples:
         if name in ("bare", "UsageHandler"):
             continue
         print(f"  control: {name}, added p50 / p99 / max µs by phase:")
         for phase in starts:
-            s = controls.setdefault(name, {})[phase] = summarise(bare[phase],
-                                                                 run.samples[name][phase])
-            print(f"    {phase:10s} {s['added p50']:8.0f} {s['added p99']:8.0f} "
-                  f"{s['added max']:8.0f}")
+            s = controls.setdefault(name, {})[phase] = summarise(
+                bare[phase], run.samples[name][phase]
+            )
+            print(
+                f"    {phase:10s} {s['added p50']:8.0f} {s['added p99']:8.0f} {s['added max']:8.0f}"
+            )
     print("  timeline (every ~2 s: committed rows, the writer's backlog):")
     for sample in run.timeline[1::2]:
-        print(f"    {sample['t']:6.1f} s  {sample['phase']:10s} committed {sample['committed']}"
-              f"  backlog {sample['backlog']}")
+        print(
+            f"    {sample['t']:6.1f} s  {sample['phase']:10s} committed {sample['committed']}"
+            f"  backlog {sample['backlog']}"
+        )
     events = [(t - run.t0, msg) for t, msg in spooled.records]
     spools = [(t, msg) for t, msg in events if "write failed" in msg]
     reasons: dict[str, list[float]] = {}
@@ -333,29 +397,47 @@ def report(name: str, run: Run, starts: dict[str, float], spooled: Spooled,
             print(f"  {t:6.1f} s  log: {msg[:160]}")
     print(f"  flush() after the callers stopped: {flush_s:.2f} s")
     print(f"  check: {checked}")
-    return {"llm ms": run.wait_s * 1000, "threads": run.threads, "mode": run.mode,
-            "phases": phases, "starts": {k: v - run.t0 for k, v in starts.items()},
-            "timeline": run.timeline, "spooled batches": len(spools),
-            "first spool at": spools[0][0] if spools else None, "flush s": flush_s,
-            "spooled": {reason: [round(t, 2) for t in times] for reason, times in reasons.items()},
-            "log": [(round(t, 2), msg) for t, msg in events if "write failed" not in msg],
-            "controls": controls,
-            "check": checked}
+    return {
+        "llm ms": run.wait_s * 1000,
+        "threads": run.threads,
+        "mode": run.mode,
+        "phases": phases,
+        "starts": {k: v - run.t0 for k, v in starts.items()},
+        "timeline": run.timeline,
+        "spooled batches": len(spools),
+        "first spool at": spools[0][0] if spools else None,
+        "flush s": flush_s,
+        "spooled": {reason: [round(t, 2) for t in times] for reason, times in reasons.items()},
+        "log": [(round(t, 2), msg) for t, msg in events if "write failed" not in msg],
+        "controls": controls,
+        "check": checked,
+    }
 
 
-def _bench(name: str, app_url: str, direct_url: str, instance: str, args, phases_for,
-           count_rows) -> dict[str, Any]:
-    config = {"SQLALCHEMY_DATABASE_URI": app_url, "SECRET_KEY": "bench",
-              "LLM_TRACKER_WRITE_MODE": args.write_mode, "LLM_TRACKER_INSTANCE_PATH": instance,
-              "LLM_TRACKER_SPOOL_PATH": os.path.join(instance, "spool.jsonl"),
-              "LLM_TRACKER_WRITER_TIMEOUT_S": args.writer_timeout_s}
-    checker = create_app({**config, "SQLALCHEMY_DATABASE_URI": direct_url,
-                          "LLM_TRACKER_WRITE_MODE": "sync"})
+def _bench(
+    name: str, app_url: str, direct_url: str, instance: str, args, phases_for, count_rows
+) -> dict[str, Any]:
+    config = {
+        "SQLALCHEMY_DATABASE_URI": app_url,
+        "SECRET_KEY": "bench",
+        "LLM_TRACKER_WRITE_MODE": args.write_mode,
+        "LLM_TRACKER_INSTANCE_PATH": instance,
+        "LLM_TRACKER_SPOOL_PATH": os.path.join(instance, "spool.jsonl"),
+        "LLM_TRACKER_WRITER_TIMEOUT_S": args.writer_timeout_s,
+    }
+    checker = create_app(
+        {**config, "SQLALCHEMY_DATABASE_URI": direct_url, "LLM_TRACKER_WRITE_MODE": "sync"}
+    )
     with checker.app_context():
         db.create_all()
     app = create_app(config)
-    run = Run(app, args.threads, count_rows, args.llm_ms / 1000,
-              os.path.join(instance, "append-only.jsonl") if args.controls else None)
+    run = Run(
+        app,
+        args.threads,
+        count_rows,
+        args.llm_ms / 1000,
+        os.path.join(instance, "append-only.jsonl") if args.controls else None,
+    )
     warm_up(app, run.handler)
     spooled = Spooled()
     log = logging.getLogger("llm_tracker")
@@ -379,8 +461,10 @@ def _bench(name: str, app_url: str, direct_url: str, instance: str, args, phases
         print(f"  sync mode: {replayed.written} spooled row(s) replayed")
     checked = verify(checker, run.run_ids, warmed=200)
     result = report(name, run, starts, spooled, flush_s, checked)
-    print(f"  load average (1 min) before / after: {load_before[0]:.1f} / {load_after[0]:.1f}"
-          f" on {os.cpu_count()} CPUs")
+    print(
+        f"  load average (1 min) before / after: {load_before[0]:.1f} / {load_after[0]:.1f}"
+        f" on {os.cpu_count()} CPUs"
+    )
     result["load average"] = (load_before[0], load_after[0])
     with checker.app_context():
         db.session.remove()
@@ -402,17 +486,29 @@ def bench_postgresql(url: str, args) -> dict[str, Any]:
     monitor_conn = psycopg.connect(libpq_url(url), autocommit=True)
 
     def count_rows() -> int:
-        return monitor_conn.execute(f"SELECT count(*) FROM {SCHEMA}.llm_tracker_usage"
-                                    ).fetchone()[0]
+        return monitor_conn.execute(f"SELECT count(*) FROM {SCHEMA}.llm_tracker_usage").fetchone()[
+            0
+        ]
 
     def phases(run: Run):
-        return [("healthy", args.healthy_s, None), ("stalled", args.stall_s, proxy.pause),
-                ("down", args.down_s, proxy.close), ("recovered", args.recovered_s, proxy.open)]
+        return [
+            ("healthy", args.healthy_s, None),
+            ("stalled", args.stall_s, proxy.pause),
+            ("down", args.down_s, proxy.close),
+            ("recovered", args.recovered_s, proxy.open),
+        ]
 
     try:
         with tempfile.TemporaryDirectory() as instance:
-            return _bench("PostgreSQL through the fault proxy", proxied, direct, instance,
-                          args, phases, count_rows)
+            return _bench(
+                "PostgreSQL through the fault proxy",
+                proxied,
+                direct,
+                instance,
+                args,
+                phases,
+                count_rows,
+            )
     finally:
         proxy.close()
         monitor_conn.close()
@@ -429,12 +525,15 @@ def bench_sqlite(args) -> dict[str, Any]:
         def count_rows() -> int:
             if not monitor_conn:
                 monitor_conn.append(sqlite3.connect(path, check_same_thread=False))
-            return monitor_conn[0].execute("SELECT count(*) FROM llm_tracker_usage"
-                                           ).fetchone()[0]
+            return monitor_conn[0].execute("SELECT count(*) FROM llm_tracker_usage").fetchone()[0]
 
         def lock() -> None:
-            child = subprocess.Popen([sys.executable, "-c", LOCKER, path],
-                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+            child = subprocess.Popen(
+                [sys.executable, "-c", LOCKER, path],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                text=True,
+            )
             locker.append(child)
             assert child.stdout is not None
             if child.stdout.readline().strip() != "locked":
@@ -445,12 +544,22 @@ def bench_sqlite(args) -> dict[str, Any]:
             child.communicate("go\n", timeout=30)
 
         def phases(run: Run):
-            return [("healthy", args.healthy_s, None), ("locked", args.stall_s, lock),
-                    ("recovered", args.recovered_s, unlock)]
+            return [
+                ("healthy", args.healthy_s, None),
+                ("locked", args.stall_s, lock),
+                ("recovered", args.recovered_s, unlock),
+            ]
 
         try:
-            return _bench("SQLite (file, WAL) with an outside BEGIN EXCLUSIVE",
-                          url, url, instance, args, phases, count_rows)
+            return _bench(
+                "SQLite (file, WAL) with an outside BEGIN EXCLUSIVE",
+                url,
+                url,
+                instance,
+                args,
+                phases,
+                count_rows,
+            )
         finally:
             for child in locker:
                 child.kill()
@@ -461,21 +570,33 @@ def bench_sqlite(args) -> dict[str, Any]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--backend", choices=["postgresql", "sqlite", "both"], default="both")
-    parser.add_argument("--postgres", default=os.environ.get(
-        "LLM_TRACKER_TEST_POSTGRES_URL", DEFAULT_PG))
+    parser.add_argument(
+        "--postgres", default=os.environ.get("LLM_TRACKER_TEST_POSTGRES_URL", DEFAULT_PG)
+    )
     parser.add_argument("--threads", type=int, default=8)
     parser.add_argument("--healthy-s", type=float, default=10)
     parser.add_argument("--stall-s", type=float, default=20)
     parser.add_argument("--down-s", type=float, default=10)
     parser.add_argument("--recovered-s", type=float, default=15)
     parser.add_argument("--writer-timeout-s", type=float, default=10)
-    parser.add_argument("--llm-ms", type=float, default=0,
-                        help="each fake LLM call waits this long (default 0: instant)")
-    parser.add_argument("--write-mode", choices=["background", "sync"], default="background",
-                        help="sync: the first release's behaviour, for comparison")
-    parser.add_argument("--controls", action="store_true",
-                        help="also time langchain-core's in-memory handler and a handler that "
-                             "only appends a line to a file")
+    parser.add_argument(
+        "--llm-ms",
+        type=float,
+        default=0,
+        help="each fake LLM call waits this long (default 0: instant)",
+    )
+    parser.add_argument(
+        "--write-mode",
+        choices=["background", "sync"],
+        default="background",
+        help="sync: the first release's behaviour, for comparison",
+    )
+    parser.add_argument(
+        "--controls",
+        action="store_true",
+        help="also time langchain-core's in-memory handler and a handler that "
+        "only appends a line to a file",
+    )
     parser.add_argument("--json", help="write the figures to this file")
     args = parser.parse_args()
     results: dict[str, Any] = {}
@@ -487,8 +608,12 @@ def main() -> None:
         with open(args.json, "w") as f:
             json.dump(results, f, indent=1, default=str)
     failed = [name for name, r in results.items() if not r["check"]["ok"]]
-    missed = [f"{name} {phase}" for name, r in results.items()
-              for phase, s in r["phases"].items() if not s["holds"]]
+    missed = [
+        f"{name} {phase}"
+        for name, r in results.items()
+        for phase, s in r["phases"].items()
+        if not s["holds"]
+    ]
     rows = "all there, once" if not failed else f"LOST OR DOUBLED in {failed}"
     target = "holds in every phase" if not missed else "misses in " + ", ".join(missed)
     print(f"\nrows: {rows}; p99 added ≤ 1 ms: {target}")

@@ -51,9 +51,13 @@ DEFAULT_PG = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 LANGFUSE_KEY = "pk-lf-bench"
 WARM_UP = 50
 MEASURES = ("caller", "settled", "cpu")
-SHORT = {"in-memory handler": "in-memory", "raw INSERT handler": "raw INSERT",
-         "Langfuse CallbackHandler": "Langfuse", "UsageHandler, background": "background",
-         "UsageHandler, sync": "sync"}
+SHORT = {
+    "in-memory handler": "in-memory",
+    "raw INSERT handler": "raw INSERT",
+    "Langfuse CallbackHandler": "Langfuse",
+    "UsageHandler, background": "background",
+    "UsageHandler, sync": "sync",
+}
 # (ours, theirs): the target for ours' overhead / theirs' (None: for information).
 RATIOS = {
     ("UsageHandler, background", "Langfuse CallbackHandler"): 0.5,
@@ -65,9 +69,13 @@ RATIOS = {
 REPLY = AIMessage(
     content="Hello!",
     response_metadata={"model_name": "gpt-4o-mini-2024-07-18"},
-    usage_metadata={"input_tokens": 1200, "output_tokens": 300, "total_tokens": 1500,
-                    "input_token_details": {"cache_read": 1024},
-                    "output_token_details": {"reasoning": 64}},
+    usage_metadata={
+        "input_tokens": 1200,
+        "output_tokens": 300,
+        "total_tokens": 1500,
+        "input_token_details": {"cache_read": 1024},
+        "output_token_details": {"reasoning": 64},
+    },
 )
 RAW_INSERT = (
     "INSERT INTO llm_tracker_usage (id, run_id, user_id, model, node_name, prompt_tokens,"
@@ -89,11 +97,25 @@ class RawInsertHandler(BaseCallbackHandler):
     def on_llm_end(self, response, *, run_id, **kwargs) -> None:
         um = response.generations[0][0].message.usage_metadata
         cur = self.conn.cursor()
-        cur.execute(self.sql, (
-            uuid.uuid4().hex, str(run_id), 1, "gpt-4o-mini", "n", um["input_tokens"],
-            um["output_tokens"], um["total_tokens"], 1024, 0, 64, True,
-            json.dumps({"node_name": "n"}), datetime.now(UTC).isoformat(),
-        ))
+        cur.execute(
+            self.sql,
+            (
+                uuid.uuid4().hex,
+                str(run_id),
+                1,
+                "gpt-4o-mini",
+                "n",
+                um["input_tokens"],
+                um["output_tokens"],
+                um["total_tokens"],
+                1024,
+                0,
+                64,
+                True,
+                json.dumps({"node_name": "n"}),
+                datetime.now(UTC).isoformat(),
+            ),
+        )
         self.conn.commit()
 
 
@@ -139,6 +161,7 @@ def langfuse_client(sink: Sink):
     client = Langfuse(public_key=LANGFUSE_KEY, secret_key="sk-lf-bench", host=sink.url)
     return client, CallbackHandler(public_key=LANGFUSE_KEY)
 
+
 def raw_connection(url: str, timeout: float = 5.0):
     """A plain DBAPI connection (sqlite3: WAL, synchronous=NORMAL, busy ``timeout``)."""
     parsed = make_url(url)
@@ -150,8 +173,9 @@ def raw_connection(url: str, timeout: float = 5.0):
     import psycopg
 
     options = parsed.query.get("options")
-    conn = psycopg.connect(parsed.set(drivername="postgresql", query={}).render_as_string(False),
-                           options=options)
+    conn = psycopg.connect(
+        parsed.set(drivername="postgresql", query={}).render_as_string(False), options=options
+    )
     return conn, "format"
 
 
@@ -162,47 +186,67 @@ def bench_schema(url: str) -> str:
         return url
     import psycopg
 
-    with psycopg.connect(parsed.set(drivername="postgresql").render_as_string(False),
-                         autocommit=True) as conn:
+    with psycopg.connect(
+        parsed.set(drivername="postgresql").render_as_string(False), autocommit=True
+    ) as conn:
         conn.execute("DROP SCHEMA IF EXISTS llm_tracker_bench CASCADE")
         conn.execute("CREATE SCHEMA llm_tracker_bench")
-    return parsed.update_query_dict({"options": "-csearch_path=llm_tracker_bench"}
-                                    ).render_as_string(False)
+    return parsed.update_query_dict(
+        {"options": "-csearch_path=llm_tracker_bench"}
+    ).render_as_string(False)
 
 
 def make_apps(url: str, instance: str):
     """Two apps on one database: background mode (the default) and sync mode."""
-    common = {"SQLALCHEMY_DATABASE_URI": url, "LLM_TRACKER_INSTANCE_PATH": instance,
-              "LLM_TRACKER_SPOOL_PATH": os.path.join(instance, "spool.jsonl")}
-    return (create_app({**common, "LLM_TRACKER_WRITE_MODE": "background"}),
-            create_app({**common, "LLM_TRACKER_WRITE_MODE": "sync"}))
+    common = {
+        "SQLALCHEMY_DATABASE_URI": url,
+        "LLM_TRACKER_INSTANCE_PATH": instance,
+        "LLM_TRACKER_SPOOL_PATH": os.path.join(instance, "spool.jsonl"),
+    }
+    return (
+        create_app({**common, "LLM_TRACKER_WRITE_MODE": "background"}),
+        create_app({**common, "LLM_TRACKER_WRITE_MODE": "sync"}),
+    )
 
 
 def count_rows(app, nodes=("bg", "sync")) -> dict[str, int]:
     """Rows by node name, rollup calls by node at both levels, rows still spooled."""
     with app.app_context():
         run = db.session.execute
-        counts = {"rows": run(text("SELECT count(*) FROM llm_tracker_usage")).scalar(),
-                  "run_ids": run(text(
-                      "SELECT count(DISTINCT run_id) FROM llm_tracker_usage")).scalar(),
-                  "spooled": len(get_spool(app).rows())}
+        counts = {
+            "rows": run(text("SELECT count(*) FROM llm_tracker_usage")).scalar(),
+            "run_ids": run(text("SELECT count(DISTINCT run_id) FROM llm_tracker_usage")).scalar(),
+            "spooled": len(get_spool(app).rows()),
+        }
         for node in nodes:
             where = {"node": node}
-            counts[node] = run(text("SELECT count(*) FROM llm_tracker_usage"
-                                    " WHERE node_name = :node"), where).scalar()
-            counts[node + " priced"] = run(text(
-                "SELECT count(*) FROM llm_tracker_usage"
-                " WHERE node_name = :node AND cost_usd IS NOT NULL"), where).scalar()
+            counts[node] = run(
+                text("SELECT count(*) FROM llm_tracker_usage WHERE node_name = :node"), where
+            ).scalar()
+            counts[node + " priced"] = run(
+                text(
+                    "SELECT count(*) FROM llm_tracker_usage"
+                    " WHERE node_name = :node AND cost_usd IS NOT NULL"
+                ),
+                where,
+            ).scalar()
             for table in ("llm_tracker_usage_rollup", "llm_tracker_usage_rollup_day"):
-                counts[f"{node} {table}"] = run(text(
-                    f"SELECT coalesce(sum(calls), 0) FROM {table} WHERE node_name = :node"),
-                    where).scalar()
+                counts[f"{node} {table}"] = run(
+                    text(f"SELECT coalesce(sum(calls), 0) FROM {table} WHERE node_name = :node"),
+                    where,
+                ).scalar()
         db.session.remove()
     return counts
 
 
-def bench_backend(name: str, url: str, calls: int, rounds: int, sink: Sink, langfuse,
-                  ) -> dict[str, tuple[float, ...]]:
+def bench_backend(
+    name: str,
+    url: str,
+    calls: int,
+    rounds: int,
+    sink: Sink,
+    langfuse,
+) -> dict[str, tuple[float, ...]]:
     url = bench_schema(url)
     instance = tempfile.mkdtemp(prefix="llm_tracker_bench_")
     app_bg, app_sync = make_apps(url, instance)
@@ -218,9 +262,11 @@ def bench_backend(name: str, url: str, calls: int, rounds: int, sink: Sink, lang
         "raw INSERT handler": Variant([RawInsertHandler(conn, style)]),
         "Langfuse CallbackHandler": Variant([langfuse_handler], client.flush),
         "UsageHandler, background": Variant(
-            [UsageHandler({"user_id": 1}, node_name="bg", app=app_bg)], llm_tracker.flush),
+            [UsageHandler({"user_id": 1}, node_name="bg", app=app_bg)], llm_tracker.flush
+        ),
         "UsageHandler, sync": Variant(
-            [UsageHandler({"user_id": 1}, node_name="sync", app=app_sync)]),
+            [UsageHandler({"user_id": 1}, node_name="sync", app=app_sync)]
+        ),
     }
     spans_before = sink.stats()["spans"]
     for variant in variants.values():  # warm up every path
@@ -230,11 +276,13 @@ def bench_backend(name: str, url: str, calls: int, rounds: int, sink: Sink, lang
     samples: dict[str, list[tuple[float, ...]]] = {k: [] for k in variants}
     order = list(variants)
     for i in range(rounds):
-        for label in order[i % len(order):] + order[:i % len(order)]:
+        for label in order[i % len(order) :] + order[: i % len(order)]:
             samples[label].append(variants[label].run(model, calls))
     # Median per measure over the rounds.
-    result = {label: tuple(statistics.median(column) for column in zip(*v, strict=True))
-              for label, v in samples.items()}
+    result = {
+        label: tuple(statistics.median(column) for column in zip(*v, strict=True))
+        for label, v in samples.items()
+    }
     llm_tracker.flush()  # already done by the last round; counts must not race the writer
     sink_stats = sink.stats()
     counts = count_rows(app_sync)
@@ -244,31 +292,52 @@ def bench_backend(name: str, url: str, calls: int, rounds: int, sink: Sink, lang
     shutil.rmtree(instance, ignore_errors=True)
 
     per_variant = calls * rounds + WARM_UP
-    print(f"\n{name}: {calls} invokes x {rounds} rounds per variant, median µs per invoke"
-          " and overhead over no handler (caller: until the last invoke returns; settled:"
-          " until the background work is flushed too; cpu: this process's CPU, settled)")
+    print(
+        f"\n{name}: {calls} invokes x {rounds} rounds per variant, median µs per invoke"
+        " and overhead over no handler (caller: until the last invoke returns; settled:"
+        " until the background work is flushed too; cpu: this process's CPU, settled)"
+    )
     print(f"  {'':26s}" + "".join(f"{m:>9s} {'+':>7s}" for m in MEASURES))
     base = result["no handler"]
-    overhead = {label: tuple(v - b for v, b in zip(values, base, strict=True))
-                for label, values in result.items()}
+    overhead = {
+        label: tuple(v - b for v, b in zip(values, base, strict=True))
+        for label, values in result.items()
+    }
     for label, values in result.items():
-        print(f"  {label:26s}" + "".join(
-            f"{v:9.1f} {'' if label == 'no handler' else f'{o:7.1f}':>7s}"
-            for v, o in zip(values, overhead[label], strict=True)))
+        print(
+            f"  {label:26s}"
+            + "".join(
+                f"{v:9.1f} {'' if label == 'no handler' else f'{o:7.1f}':>7s}"
+                for v, o in zip(values, overhead[label], strict=True)
+            )
+        )
     print(f"  {'overhead ratios':26s}" + "".join(f"{m:>17s}" for m in MEASURES) + "   target")
     for (ours, theirs), target in RATIOS.items():
         ratios = [o / t for o, t in zip(overhead[ours], overhead[theirs], strict=True)]
-        verdict = "" if target is None else f"<= {target:g}x: " + ", ".join(
-            f"{m} {'holds' if r <= target else 'misses'}"
-            for m, r in zip(MEASURES, ratios, strict=True))
-        print(f"  {SHORT[ours] + ' / ' + SHORT[theirs]:26s}"
-              + "".join(f"{r:16.2f}x" for r in ratios) + f"   {verdict}")
+        verdict = (
+            ""
+            if target is None
+            else f"<= {target:g}x: "
+            + ", ".join(
+                f"{m} {'holds' if r <= target else 'misses'}"
+                for m, r in zip(MEASURES, ratios, strict=True)
+            )
+        )
+        print(
+            f"  {SHORT[ours] + ' / ' + SHORT[theirs]:26s}"
+            + "".join(f"{r:16.2f}x" for r in ratios)
+            + f"   {verdict}"
+        )
 
     spans = sink_stats["spans"] - spans_before
-    print(f"  Langfuse: {spans} spans received by the sink (expected {per_variant}), "
-          f"{sink_stats['requests']} requests so far")
-    print(f"  rows: {counts['rows']} stored, {counts['run_ids']} distinct run ids (expected "
-          f"{3 * per_variant}: raw, background, sync), {counts['spooled']} spooled")
+    print(
+        f"  Langfuse: {spans} spans received by the sink (expected {per_variant}), "
+        f"{sink_stats['requests']} requests so far"
+    )
+    print(
+        f"  rows: {counts['rows']} stored, {counts['run_ids']} distinct run ids (expected "
+        f"{3 * per_variant}: raw, background, sync), {counts['spooled']} spooled"
+    )
     problems = []
     if spans != per_variant:
         problems.append(f"Langfuse exported {spans} spans, not {per_variant}")
@@ -277,13 +346,20 @@ def bench_backend(name: str, url: str, calls: int, rounds: int, sink: Sink, lang
     if counts["spooled"]:
         problems.append("rows spooled")
     for node in ("bg", "sync"):
-        rolled = [counts[f"{node} {t}"] for t in ("llm_tracker_usage_rollup",
-                                                   "llm_tracker_usage_rollup_day")]
-        print(f"  UsageHandler {node:4s}: {counts[node]} rows (expected {per_variant}), "
-              f"{counts[node + ' priced']} priced, rollup calls {rolled[0]} (15 min) /"
-              f" {rolled[1]} (day)")
-        if counts[node] != per_variant or counts[node + " priced"] != per_variant \
-                or rolled != [per_variant, per_variant]:
+        rolled = [
+            counts[f"{node} {t}"]
+            for t in ("llm_tracker_usage_rollup", "llm_tracker_usage_rollup_day")
+        ]
+        print(
+            f"  UsageHandler {node:4s}: {counts[node]} rows (expected {per_variant}), "
+            f"{counts[node + ' priced']} priced, rollup calls {rolled[0]} (15 min) /"
+            f" {rolled[1]} (day)"
+        )
+        if (
+            counts[node] != per_variant
+            or counts[node + " priced"] != per_variant
+            or rolled != [per_variant, per_variant]
+        ):
             problems.append(f"{node}: rows lost, doubled, unpriced or miscounted in rollups")
     if problems:
         raise SystemExit("; ".join(problems))
@@ -294,16 +370,23 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--calls", type=int, default=2000)
     parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--postgres", default=os.environ.get(
-        "LLM_TRACKER_TEST_POSTGRES_URL", DEFAULT_PG))
+    parser.add_argument(
+        "--postgres", default=os.environ.get("LLM_TRACKER_TEST_POSTGRES_URL", DEFAULT_PG)
+    )
     parser.add_argument("--no-postgres", action="store_true")
     args = parser.parse_args()
     sink = Sink()
     try:
         langfuse = langfuse_client(sink)
         with tempfile.TemporaryDirectory() as tmp:
-            bench_backend("SQLite (file, WAL)", f"sqlite:///{tmp}/bench.sqlite3",
-                          args.calls, args.rounds, sink, langfuse)
+            bench_backend(
+                "SQLite (file, WAL)",
+                f"sqlite:///{tmp}/bench.sqlite3",
+                args.calls,
+                args.rounds,
+                sink,
+                langfuse,
+            )
         if not args.no_postgres:
             bench_backend("PostgreSQL", args.postgres, args.calls, args.rounds, sink, langfuse)
         langfuse[0].shutdown()

@@ -10,9 +10,13 @@ DEFAULT_PG = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 REPLY = AIMessage(
     content="Hello!",
     response_metadata={"model_name": "gpt-4o-mini-2024-07-18"},
-    usage_metadata={"input_tokens": 1200, "output_tokens": 300, "total_tokens": 1500,
-                    "input_token_details": {"cache_read": 1024},
-                    "output_token_details": {"reasoning": 64}},
+    usage_metadata={
+        "input_tokens": 1200,
+        "output_tokens": 300,
+        "total_tokens": 1500,
+        "input_token_details": {"cache_read": 1024},
+        "output_token_details": {"reasoning": 64},
+    },
 )
 
 
@@ -28,8 +32,11 @@ def scratch_schema(url: str, schema: str) -> str:
     with psycopg.connect(libpq_url(url), autocommit=True) as conn:
         conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
         conn.execute(f'CREATE SCHEMA "{schema}"')
-    return make_url(url).update_query_dict({"options": f"-csearch_path={schema}"}
-                                           ).render_as_string(False)
+    return (
+        make_url(url)
+        .update_query_dict({"options": f"-csearch_path={schema}"})
+        .render_as_string(False)
+    )
 
 
 def drop_schema(url: str, schema: str) -> None:

@@ -40,7 +40,7 @@ class _Store:
         )
 
         with self.lock:
-            pending = self.bodies[self.decoded:]
+            pending = self.bodies[self.decoded :]
             self.decoded = len(self.bodies)
         for encoding, body in pending:
             message = ExportTraceServiceRequest()
@@ -50,8 +50,11 @@ class _Store:
                     self.spans += len(scope.spans)
                     self.span_names.update(span.name for span in scope.spans)
         with self.lock:
-            return {"requests": dict(self.requests), "spans": self.spans,
-                    "span_names": dict(self.span_names)}
+            return {
+                "requests": dict(self.requests),
+                "spans": self.spans,
+                "span_names": dict(self.span_names),
+            }
 
 
 STORE = _Store()
@@ -95,8 +98,9 @@ class Sink:
     """The sink in a child process; ``url`` is its base URL, ``stats()`` its counts."""
 
     def __init__(self) -> None:
-        self.process = subprocess.Popen([sys.executable, os.path.abspath(__file__)],
-                                        stdout=subprocess.PIPE, text=True)
+        self.process = subprocess.Popen(
+            [sys.executable, os.path.abspath(__file__)], stdout=subprocess.PIPE, text=True
+        )
         assert self.process.stdout is not None
         self.port = int(self.process.stdout.readline())
         self.url = f"http://127.0.0.1:{self.port}"

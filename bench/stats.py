@@ -59,11 +59,30 @@ MODELS = [
 USERS = [None, *range(1, 21)]
 USER_WEIGHTS = [20, *(60 / k for k in range(1, 21))]
 NODES = ["chat", "summarise", "classify", "extract"]
-COLUMNS = ("id", "run_id", "user_id", "model", "provider", "node_name", "prompt_tokens",
-           "completion_tokens", "total_tokens", "cached_tokens", "cache_write_tokens",
-           "reasoning_tokens", "latency_ms", "success", "error", "metadata", "created_at",
-           "cost_usd", "input_cost_usd", "output_cost_usd", "cache_savings_usd",
-           "price_source")
+COLUMNS = (
+    "id",
+    "run_id",
+    "user_id",
+    "model",
+    "provider",
+    "node_name",
+    "prompt_tokens",
+    "completion_tokens",
+    "total_tokens",
+    "cached_tokens",
+    "cache_write_tokens",
+    "reasoning_tokens",
+    "latency_ms",
+    "success",
+    "error",
+    "metadata",
+    "created_at",
+    "cost_usd",
+    "input_cost_usd",
+    "output_cost_usd",
+    "cache_savings_usd",
+    "price_source",
+)
 CHUNK = 100_000
 MONTH_QUERY = {"start_date": "2026-10-01", "end_date": "2026-10-31", "granularity": "month"}
 RAW_GROUP_BY = """SELECT model, count(*), sum(prompt_tokens), sum(completion_tokens),
@@ -99,11 +118,31 @@ def generate(n: int, seed: int = 7):
                 cout = round(completion * pout * 1_000_000)
                 cost = cin + cout
             node = NODES[i % 4]
-            chunk.append((f"{i:032x}", f"{i:032x}", users[j], model, provider, node, prompt,
-                          completion, prompt + completion, cached, 0, 0,
-                          rng.randint(200, 3000), success,
-                          None if success else "RateLimitError", node, created, cost, cin,
-                          cout, 0 if cost is not None else None))
+            chunk.append(
+                (
+                    f"{i:032x}",
+                    f"{i:032x}",
+                    users[j],
+                    model,
+                    provider,
+                    node,
+                    prompt,
+                    completion,
+                    prompt + completion,
+                    cached,
+                    0,
+                    0,
+                    rng.randint(200, 3000),
+                    success,
+                    None if success else "RateLimitError",
+                    node,
+                    created,
+                    cost,
+                    cin,
+                    cout,
+                    0 if cost is not None else None,
+                )
+            )
         yield chunk
 
 
@@ -117,8 +156,10 @@ def load_postgres(url: str, n: int) -> None:
     import psycopg
 
     parsed = make_url(url)
-    conn = psycopg.connect(parsed.set(drivername="postgresql", query={})
-                           .render_as_string(False), options=parsed.query.get("options"))
+    conn = psycopg.connect(
+        parsed.set(drivername="postgresql", query={}).render_as_string(False),
+        options=parsed.query.get("options"),
+    )
     with conn:
         cols = ", ".join(f'"{c}"' for c in COLUMNS)
         with conn.cursor() as cur:
@@ -126,13 +167,34 @@ def load_postgres(url: str, n: int) -> None:
                 for chunk in generate(n):
                     lines = []
                     for r in chunk:
-                        lines.append("\t".join((
-                            r[0], r[1], "\\N" if r[2] is None else str(r[2]), r[3],
-                            r[4] or "\\N", r[5], str(r[6]), str(r[7]), str(r[8]), str(r[9]),
-                            "0", "0", str(r[12]), "t" if r[13] else "f", r[14] or "\\N",
-                            f'{{"node_name": "{r[15]}"}}', r[16].isoformat(), _money(r[17]),
-                            _money(r[18]), _money(r[19]), _money(r[20]),
-                            "bench" if r[17] is not None else "\\N")))
+                        lines.append(
+                            "\t".join(
+                                (
+                                    r[0],
+                                    r[1],
+                                    "\\N" if r[2] is None else str(r[2]),
+                                    r[3],
+                                    r[4] or "\\N",
+                                    r[5],
+                                    str(r[6]),
+                                    str(r[7]),
+                                    str(r[8]),
+                                    str(r[9]),
+                                    "0",
+                                    "0",
+                                    str(r[12]),
+                                    "t" if r[13] else "f",
+                                    r[14] or "\\N",
+                                    f'{{"node_name": "{r[15]}"}}',
+                                    r[16].isoformat(),
+                                    _money(r[17]),
+                                    _money(r[18]),
+                                    _money(r[19]),
+                                    _money(r[20]),
+                                    "bench" if r[17] is not None else "\\N",
+                                )
+                            )
+                        )
                     copy.write("\n".join(lines) + "\n")
         conn.execute("SET maintenance_work_mem = '1GB'")
     conn.close()
@@ -143,10 +205,19 @@ def load_sqlite(path: str, n: int) -> None:
     marks = ", ".join("?" * len(COLUMNS))
     sql = f"INSERT INTO llm_tracker_usage ({', '.join(COLUMNS)}) VALUES ({marks})"
     for chunk in generate(n):
-        conn.executemany(sql, [
-            (*r[:15], json.dumps({"node_name": r[15]}),
-             r[16].replace(tzinfo=None).isoformat(sep=" ", timespec="microseconds"),
-             *r[17:21], "bench" if r[17] is not None else None) for r in chunk])
+        conn.executemany(
+            sql,
+            [
+                (
+                    *r[:15],
+                    json.dumps({"node_name": r[15]}),
+                    r[16].replace(tzinfo=None).isoformat(sep=" ", timespec="microseconds"),
+                    *r[17:21],
+                    "bench" if r[17] is not None else None,
+                )
+                for r in chunk
+            ],
+        )
         conn.commit()
     conn.close()
 
@@ -166,10 +237,17 @@ def drop_indexes(conn, dialect: str) -> list[Any]:
 def create_indexes(conn, dialect: str, indexes: list[Any]) -> None:
     if dialect == "postgresql":
         conn.execute(text("SET maintenance_work_mem = '1GB'"))
-        conn.execute(text("ALTER TABLE llm_tracker_usage ADD CONSTRAINT pk_llm_tracker_usage"
-                          " PRIMARY KEY (id)"))
-        conn.execute(text("ALTER TABLE llm_tracker_usage ADD CONSTRAINT"
-                          " uq_llm_tracker_usage_run_id UNIQUE (run_id)"))
+        conn.execute(
+            text(
+                "ALTER TABLE llm_tracker_usage ADD CONSTRAINT pk_llm_tracker_usage PRIMARY KEY (id)"
+            )
+        )
+        conn.execute(
+            text(
+                "ALTER TABLE llm_tracker_usage ADD CONSTRAINT"
+                " uq_llm_tracker_usage_run_id UNIQUE (run_id)"
+            )
+        )
     for index in indexes:
         index.create(conn)
     conn.execute(text("ANALYZE"))
@@ -188,8 +266,14 @@ def timed(fn, repeat: int) -> tuple[float, Any]:
 
 def bench_size(backend: str, url: str, n: int, repeat: int) -> dict[str, float]:
     url = bench_schema(url)
-    app = create_app({"SQLALCHEMY_DATABASE_URI": url, "LLM_TRACKER_SPOOL_PATH":
-                      os.path.join(tempfile.gettempdir(), "llm_tracker_bench_spool.jsonl")})
+    app = create_app(
+        {
+            "SQLALCHEMY_DATABASE_URI": url,
+            "LLM_TRACKER_SPOOL_PATH": os.path.join(
+                tempfile.gettempdir(), "llm_tracker_bench_spool.jsonl"
+            ),
+        }
+    )
     figures: dict[str, float] = {}
     with app.app_context():
         db.drop_all()
@@ -211,9 +295,11 @@ def bench_size(backend: str, url: str, n: int, repeat: int) -> dict[str, float]:
         with db.engine.begin() as conn:
             conn.execute(text("ANALYZE"))
             rollup_rows = conn.execute(
-                text("SELECT count(*) FROM llm_tracker_usage_rollup")).scalar_one()
+                text("SELECT count(*) FROM llm_tracker_usage_rollup")
+            ).scalar_one()
             day_rows = conn.execute(
-                text("SELECT count(*) FROM llm_tracker_usage_rollup_day")).scalar_one()
+                text("SELECT count(*) FROM llm_tracker_usage_rollup_day")
+            ).scalar_one()
         figures["rebuild"] = time.perf_counter() - t0
 
         def stats():
@@ -241,20 +327,32 @@ def bench_size(backend: str, url: str, n: int, repeat: int) -> dict[str, float]:
         figures["group_by"], _ = timed(group_by, repeat)
         figures["list"], listed = timed(page_one, repeat)
         db.session.remove()
-    print(f"\n{backend}, {n:,} rows over {DAYS} days ({rollup_rows:,} 15-minute rollup rows, "
-          f"{n / max(rollup_rows, 1):.1f} raw rows each; {day_rows:,} daily rollup rows)")
-    print(f"  load {figures['load']:.1f} s, indexes {figures['indexes']:.1f} s, "
-          f"rollup rebuild {figures['rebuild']:.1f} s")
-    print(f"  token-stats (month: summary + by_model + daily series)  "
-          f"{figures['stats'] * 1000:9.1f} ms")
+    print(
+        f"\n{backend}, {n:,} rows over {DAYS} days ({rollup_rows:,} 15-minute rollup rows, "
+        f"{n / max(rollup_rows, 1):.1f} raw rows each; {day_rows:,} daily rollup rows)"
+    )
+    print(
+        f"  load {figures['load']:.1f} s, indexes {figures['indexes']:.1f} s, "
+        f"rollup rebuild {figures['rebuild']:.1f} s"
+    )
+    print(
+        f"  token-stats (month: summary + by_model + daily series)  "
+        f"{figures['stats'] * 1000:9.1f} ms"
+    )
     slower = figures["stats_raw"] / figures["stats"]
-    print(f"  same via raw_scan()                                    "
-          f"{figures['stats_raw'] * 1000:9.1f} ms   ({slower:.1f}x token-stats)")
+    print(
+        f"  same via raw_scan()                                    "
+        f"{figures['stats_raw'] * 1000:9.1f} ms   ({slower:.1f}x token-stats)"
+    )
     slower = figures["group_by"] / figures["stats"]
-    print(f"  plain GROUP BY model over the raw table               "
-          f"{figures['group_by'] * 1000:9.1f} ms   ({slower:.1f}x token-stats)")
-    print(f"  list page 1, model filter 'mini' (total {listed['total']:,})      "
-          f"{figures['list'] * 1000:9.1f} ms")
+    print(
+        f"  plain GROUP BY model over the raw table               "
+        f"{figures['group_by'] * 1000:9.1f} ms   ({slower:.1f}x token-stats)"
+    )
+    print(
+        f"  list page 1, model filter 'mini' (total {listed['total']:,})      "
+        f"{figures['list'] * 1000:9.1f} ms"
+    )
     figures["rollup_rows"] = rollup_rows
     return figures
 
@@ -264,43 +362,61 @@ def drop_bench_schema(url: str) -> None:
     import psycopg
 
     parsed = make_url(url)
-    with psycopg.connect(parsed.set(drivername="postgresql", query={}).render_as_string(False),
-                         autocommit=True) as conn:
+    with psycopg.connect(
+        parsed.set(drivername="postgresql", query={}).render_as_string(False), autocommit=True
+    ) as conn:
         conn.execute("DROP SCHEMA IF EXISTS llm_tracker_bench CASCADE")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rows", type=int, action="append",
-                        help="table size (repeatable; default 100000, 1000000, 10000000)")
+    parser.add_argument(
+        "--rows",
+        type=int,
+        action="append",
+        help="table size (repeatable; default 100000, 1000000, 10000000)",
+    )
     parser.add_argument("--backend", choices=["postgresql", "sqlite"], default="postgresql")
-    parser.add_argument("--postgres", default=os.environ.get(
-        "LLM_TRACKER_TEST_POSTGRES_URL", DEFAULT_PG))
+    parser.add_argument(
+        "--postgres", default=os.environ.get("LLM_TRACKER_TEST_POSTGRES_URL", DEFAULT_PG)
+    )
     parser.add_argument("--repeat", type=int, default=5)
-    parser.add_argument("--keep", action="store_true",
-                        help="keep the last size's data (PostgreSQL: schema llm_tracker_bench)")
+    parser.add_argument(
+        "--keep",
+        action="store_true",
+        help="keep the last size's data (PostgreSQL: schema llm_tracker_bench)",
+    )
     args = parser.parse_args()
     sizes = args.rows or [100_000, 1_000_000, 10_000_000]
     started = time.perf_counter()
     results = {}
     with tempfile.TemporaryDirectory() as tmp:
         for n in sizes:
-            url = (args.postgres if args.backend == "postgresql"
-                   else f"sqlite:///{tmp}/bench-{n}.sqlite3")
+            url = (
+                args.postgres
+                if args.backend == "postgresql"
+                else f"sqlite:///{tmp}/bench-{n}.sqlite3"
+            )
             results[n] = bench_size(args.backend, url, n, args.repeat)
             if args.backend == "sqlite" and not args.keep:
                 os.remove(f"{tmp}/bench-{n}.sqlite3")
     if args.backend == "postgresql" and not args.keep:
         drop_bench_schema(args.postgres)
     first = results[sizes[0]]
-    print(f"\nsummary ({args.backend}; median of {args.repeat}; total run "
-          f"{time.perf_counter() - started:.0f} s)")
-    print("  rows        token-stats   vs smallest   raw GROUP BY   speed-up   "
-          "list page 1   vs smallest")
+    print(
+        f"\nsummary ({args.backend}; median of {args.repeat}; total run "
+        f"{time.perf_counter() - started:.0f} s)"
+    )
+    print(
+        "  rows        token-stats   vs smallest   raw GROUP BY   speed-up   "
+        "list page 1   vs smallest"
+    )
     for n, f in results.items():
-        print(f"  {n:>10,}  {f['stats'] * 1000:9.1f} ms  {f['stats'] / first['stats']:9.2f}x"
-              f"  {f['group_by'] * 1000:10.1f} ms  {f['group_by'] / f['stats']:7.1f}x"
-              f"  {f['list'] * 1000:9.1f} ms  {f['list'] / first['list']:9.2f}x")
+        print(
+            f"  {n:>10,}  {f['stats'] * 1000:9.1f} ms  {f['stats'] / first['stats']:9.2f}x"
+            f"  {f['group_by'] * 1000:10.1f} ms  {f['group_by'] / f['stats']:7.1f}x"
+            f"  {f['list'] * 1000:9.1f} ms  {f['list'] / first['list']:9.2f}x"
+        )
     print("  targets: speed-up >= 50x at 10M rows; token-stats <= 2x its 100k time")
 
 

@@ -52,10 +52,12 @@ from overhead import (  # noqa: E402
 import llm_tracker  # noqa: E402
 from llm_tracker import UsageHandler, db  # noqa: E402
 
-RECORDERS = ("no handler", "raw INSERT handler", "UsageHandler, background",
-             "UsageHandler, sync")
-NODE = {"raw INSERT handler": "n", "UsageHandler, background": "bg",
-        "UsageHandler, sync": "sync"}  # the rows of each recorder (no handler: none)
+RECORDERS = ("no handler", "raw INSERT handler", "UsageHandler, background", "UsageHandler, sync")
+NODE = {
+    "raw INSERT handler": "n",
+    "UsageHandler, background": "bg",
+    "UsageHandler, sync": "sync",
+}  # the rows of each recorder (no handler: none)
 SHAPES = (("1 thread", 1, 0), ("8 threads", 8, 0), ("4 processes", 0, 4))
 TARGET = 2.0  # background's rows/s over the raw INSERT handler's, 8 threads and 4 processes
 
@@ -142,8 +144,10 @@ def _await(events, procs, message: str, timeout: float = 600) -> None:
                 if dead or time.monotonic() > deadline:
                     for p in procs:
                         p.kill()
-                    raise SystemExit(f"writer processes failed (exit codes {dead}) or timed"
-                                     f" out waiting for {message!r}") from None
+                    raise SystemExit(
+                        f"writer processes failed (exit codes {dead}) or timed"
+                        f" out waiting for {message!r}"
+                    ) from None
                 continue
             assert got == message, got
             break
@@ -153,8 +157,10 @@ def processes_run(kind: str, url: str, instance: str, processes: int, calls: int
     """Rows committed per second by ``processes`` spawned processes, one thread each."""
     ctx = multiprocessing.get_context("spawn")
     events, go = ctx.Queue(), ctx.Event()
-    procs = [ctx.Process(target=_process_main, args=(kind, url, instance, calls, events, go))
-             for _ in range(processes)]
+    procs = [
+        ctx.Process(target=_process_main, args=(kind, url, instance, calls, events, go))
+        for _ in range(processes)
+    ]
     for p in procs:
         p.start()
     _await(events, procs, "ready")  # every process has built its app and connection
@@ -188,7 +194,7 @@ def bench_backend(name: str, url: str, calls: int, rounds: int) -> dict:
     for i in range(rounds):
         for shape, threads, processes in SHAPES:
             # Interleaved, each round starting one further along.
-            order = RECORDERS[i % 4:] + RECORDERS[:i % 4]
+            order = RECORDERS[i % 4 :] + RECORDERS[: i % 4]
             for kind in order:
                 if processes:
                     rate = processes_run(kind, url, instance, processes, calls)
@@ -206,8 +212,10 @@ def bench_backend(name: str, url: str, calls: int, rounds: int) -> dict:
         db.drop_all()
     shutil.rmtree(instance, ignore_errors=True)
 
-    print(f"\n{name}: {calls} calls per thread or process, {rounds} round(s), rows committed"
-          " per second (median over rounds; ratio to the raw INSERT handler in the same shape)")
+    print(
+        f"\n{name}: {calls} calls per thread or process, {rounds} round(s), rows committed"
+        " per second (median over rounds; ratio to the raw INSERT handler in the same shape)"
+    )
     print(f"  {'':12s}" + "".join(f"{kind:>27s}" for kind in RECORDERS))
     result = {}
     for shape, _threads, _processes in SHAPES:
@@ -215,20 +223,28 @@ def bench_backend(name: str, url: str, calls: int, rounds: int) -> dict:
         raw = rates["raw INSERT handler"]
         result[shape] = rates
         cells = "".join(f"{rates[k]:17.0f} ({rates[k] / raw:5.2f}x)" for k in RECORDERS)
-        every = "" if rounds == 1 else "   rounds: " + "; ".join(
-            "/".join(f"{r:.0f}" for r in samples[shape, k]) for k in RECORDERS)
+        every = (
+            ""
+            if rounds == 1
+            else "   rounds: "
+            + "; ".join("/".join(f"{r:.0f}" for r in samples[shape, k]) for k in RECORDERS)
+        )
         print(f"  {shape:12s}{cells}{every}")
     print("  (no handler: the fake model's invokes alone, the ceiling of any recorder)")
     for shape in ("8 threads", "4 processes"):
         rates = result[shape]
         ratio = rates["UsageHandler, background"] / rates["raw INSERT handler"]
-        print(f"  target: background >= {TARGET:g}x raw INSERT handler, {shape}: {ratio:.2f}x, "
-              + ("holds" if ratio >= TARGET else f"misses by {(1 - ratio / TARGET):.0%}")
-              + f" (ceiling: {rates['no handler'] / rates['raw INSERT handler']:.2f}x)")
+        print(
+            f"  target: background >= {TARGET:g}x raw INSERT handler, {shape}: {ratio:.2f}x, "
+            + ("holds" if ratio >= TARGET else f"misses by {(1 - ratio / TARGET):.0%}")
+            + f" (ceiling: {rates['no handler'] / rates['raw INSERT handler']:.2f}x)"
+        )
 
     total = sum(expected.values())
-    print(f"  rows: {counts['rows']} stored, {counts['run_ids']} distinct run ids, expected "
-          f"{total}; {counts['spooled']} spooled")
+    print(
+        f"  rows: {counts['rows']} stored, {counts['run_ids']} distinct run ids, expected "
+        f"{total}; {counts['spooled']} spooled"
+    )
     problems = []
     if counts["rows"] != total or counts["run_ids"] != total or counts["spooled"]:
         problems.append("rows lost, doubled or spooled")
@@ -236,12 +252,17 @@ def bench_backend(name: str, url: str, calls: int, rounds: int) -> dict:
         line = f"  {kind:26s} {counts[node]} rows (expected {expected[kind]})"
         ok = counts[node] == expected[kind]
         if kind != "raw INSERT handler":  # the raw handler keeps no rollups
-            rolled = [counts[f"{node} {t}"] for t in ("llm_tracker_usage_rollup",
-                                                       "llm_tracker_usage_rollup_day")]
-            line += (f", {counts[node + ' priced']} priced, rollup calls {rolled[0]} (15 min)"
-                     f" / {rolled[1]} (day)")
-            ok = ok and counts[node + " priced"] == expected[kind] \
-                and rolled == [expected[kind]] * 2
+            rolled = [
+                counts[f"{node} {t}"]
+                for t in ("llm_tracker_usage_rollup", "llm_tracker_usage_rollup_day")
+            ]
+            line += (
+                f", {counts[node + ' priced']} priced, rollup calls {rolled[0]} (15 min)"
+                f" / {rolled[1]} (day)"
+            )
+            ok = (
+                ok and counts[node + " priced"] == expected[kind] and rolled == [expected[kind]] * 2
+            )
         print(line)
         if not ok:
             problems.append(f"{kind}: rows lost, doubled, unpriced or miscounted in rollups")
@@ -254,13 +275,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--calls", type=int, default=2000)
     parser.add_argument("--rounds", type=int, default=1)
-    parser.add_argument("--postgres", default=os.environ.get(
-        "LLM_TRACKER_TEST_POSTGRES_URL", DEFAULT_PG))
+    parser.add_argument(
+        "--postgres", default=os.environ.get("LLM_TRACKER_TEST_POSTGRES_URL", DEFAULT_PG)
+    )
     parser.add_argument("--no-postgres", action="store_true")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        bench_backend("SQLite (file, WAL)", f"sqlite:///{tmp}/bench.sqlite3", args.calls,
-                      args.rounds)
+        bench_backend(
+            "SQLite (file, WAL)", f"sqlite:///{tmp}/bench.sqlite3", args.calls, args.rounds
+        )
     if not args.no_postgres:
         bench_backend("PostgreSQL", args.postgres, args.calls, args.rounds)
 

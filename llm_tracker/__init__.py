@@ -43,15 +43,19 @@ def init_app(app: Flask) -> None:
     # The spool, the dead letters and the journals live here (several apps on one machine
     # keep theirs apart by giving each its own).
     app.config.setdefault("LLM_TRACKER_INSTANCE_PATH", app.instance_path)
-    app.config.setdefault("LLM_TRACKER_SPOOL_PATH", os.path.join(
-        app.config["LLM_TRACKER_INSTANCE_PATH"], "llm_tracker_spool.jsonl"))
+    app.config.setdefault(
+        "LLM_TRACKER_SPOOL_PATH",
+        os.path.join(app.config["LLM_TRACKER_INSTANCE_PATH"], "llm_tracker_spool.jsonl"),
+    )
     app.config.setdefault("LLM_TRACKER_WRITE_MODE", "sync")
     app.config.setdefault("LLM_TRACKER_FLUSH_INTERVAL_MS", 100)
     app.config.setdefault("LLM_TRACKER_BATCH_SIZE", 500)
     app.config.setdefault("LLM_TRACKER_JOURNAL_FSYNC", False)
     if app.config["LLM_TRACKER_WRITE_MODE"] not in WRITE_MODES:
-        raise ConfigError(f"LLM_TRACKER_WRITE_MODE must be one of {', '.join(WRITE_MODES)}, "
-                          f"got {app.config['LLM_TRACKER_WRITE_MODE']!r}")
+        raise ConfigError(
+            f"LLM_TRACKER_WRITE_MODE must be one of {', '.join(WRITE_MODES)}, "
+            f"got {app.config['LLM_TRACKER_WRITE_MODE']!r}"
+        )
     app.config.setdefault("LLM_TRACKER_SQLITE_BUSY_TIMEOUT_MS", 30000)
     app.config.setdefault("LLM_TRACKER_CUSTOM_PRICES", [])
     app.config.setdefault("LLM_TRACKER_AZURE_DEPLOYMENTS", {})
@@ -66,8 +70,7 @@ def init_app(app: Flask) -> None:
     with app.app_context():
         if db.engine.dialect.name == "sqlite":
             busy_ms = int(app.config["LLM_TRACKER_SQLITE_BUSY_TIMEOUT_MS"])
-            event.listen(db.engine, "connect",
-                         lambda conn, _record: _sqlite_pragmas(conn, busy_ms))
+            event.listen(db.engine, "connect", lambda conn, _record: _sqlite_pragmas(conn, busy_ms))
     register_commands(app)
     app.extensions["llm_tracker"] = True
 

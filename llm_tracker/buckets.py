@@ -91,7 +91,8 @@ def bucket_edges(start: datetime, end: datetime, unit: str, zone: tzinfo) -> lis
     if _units_between(first, last, unit) >= MAX_BUCKETS:
         raise ValueError(
             f"the range holds more than {MAX_BUCKETS} {unit}ly buckets: "
-            "narrow the dates or use a coarser granularity")
+            "narrow the dates or use a coarser granularity"
+        )
     edges: set[datetime] = set()
     wall = step_wall(first, unit, -1)
     stop = step_wall(last, unit, 2)
@@ -101,7 +102,7 @@ def bucket_edges(start: datetime, end: datetime, unit: str, zone: tzinfo) -> lis
     ordered = sorted(edges)
     lo = max(bisect.bisect_right(ordered, start) - 1, 0)
     hi = max(bisect.bisect_right(ordered, last_instant) - 1, lo)
-    return ordered[lo:hi + 2]
+    return ordered[lo : hi + 2]
 
 
 def bucket_start(instant: datetime, unit: str, zone: tzinfo) -> datetime:

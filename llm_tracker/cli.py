@@ -44,8 +44,9 @@ class DateParam(click.ParamType):
     def __init__(self, end: bool = False) -> None:
         self.end = end
 
-    def convert(self, value: Any, param: click.Parameter | None,
-                ctx: click.Context | None) -> datetime:
+    def convert(
+        self, value: Any, param: click.Parameter | None, ctx: click.Context | None
+    ) -> datetime:
         try:
             # --until 2026-01-31 includes the whole of that day; a datetime is excluded.
             when = parse_when(value, UTC, end=self.end, inclusive=False)
@@ -73,14 +74,14 @@ def spool_status() -> None:
         click.echo(f"oldest: {rows[0]['created_at'].isoformat()}")
         click.echo(f"newest: {rows[-1]['created_at'].isoformat()}")
     if status.unreadable:
-        click.echo(f"invalid lines: {status.unreadable} (replay moves them to the "
-                   "dead letters)")
+        click.echo(f"invalid lines: {status.unreadable} (replay moves them to the dead letters)")
     click.echo(f"dead letters: {len(spool.dead.entries())} (flask spool dead lists them)")
     journals = orphan_journals(current_app)
     if journals:
         waiting = sum(len(Spool(path).status().rows) for path in journals)
-        click.echo(f"journals of stopped processes: {len(journals)} ({waiting} rows; "
-                   "replay writes them)")
+        click.echo(
+            f"journals of stopped processes: {len(journals)} ({waiting} rows; replay writes them)"
+        )
 
 
 @spool_cli.command("replay")
@@ -92,12 +93,15 @@ def spool_replay() -> None:
     if from_journals:
         click.echo(f"journals of stopped processes: {from_journals} row(s) written")
     result = get_spool().replay()
-    summary = (f"written: {result.written}, already present: {result.duplicates}, "
-               f"remaining: {result.remaining}, dead-lettered: {result.dead}")
+    summary = (
+        f"written: {result.written}, already present: {result.duplicates}, "
+        f"remaining: {result.remaining}, dead-lettered: {result.dead}"
+    )
     if result.error:
         raise click.ClickException(
             f"database still unavailable, {result.remaining} row(s) kept: {result.error} "
-            f"({summary})")
+            f"({summary})"
+        )
     click.echo(summary)
     if result.dead:
         click.echo("see flask spool dead for the rows the database refused and why")
@@ -114,9 +118,13 @@ def spool_dead() -> None:
         return
     for entry in entries:
         row = entry.row or {}
-        what = (f"run {row.get('run_id')} model {row.get('model')!r} "
-                f"created {row.get('created_at')}" if entry.row else
-                f"line {entry.line[:120]!r}" if entry.line else "no row")
+        what = (
+            f"run {row.get('run_id')} model {row.get('model')!r} created {row.get('created_at')}"
+            if entry.row
+            else f"line {entry.line[:120]!r}"
+            if entry.line
+            else "no row"
+        )
         click.echo(f"{entry.dead_at}  {what}: {entry.reason}")
     click.echo(f"{len(entries)} dead letter(s); the rows are kept in full in {dead.path}")
 
@@ -128,8 +136,9 @@ def spool_dead() -> None:
 @click.argument("prompt")
 @click.option("--json", "json_mode", is_flag=True, help="Ask the model for a JSON object.")
 @click.option("--user-id", type=int, default=None, help="User id stored on the row.")
-@click.option("--node", "node_name", default="unknown", show_default=True,
-              help="Node name stored on the row.")
+@click.option(
+    "--node", "node_name", default="unknown", show_default=True, help="Node name stored on the row."
+)
 @with_appcontext
 def chat_command(prompt: str, json_mode: bool, user_id: int | None, node_name: str) -> None:
     """Send PROMPT to the configured provider, record the call, print reply and usage."""
@@ -137,7 +146,10 @@ def chat_command(prompt: str, json_mode: bool, user_id: int | None, node_name: s
     try:
         content, usage = LLMTracker.call_and_track(
             [{"role": "user", "content": prompt}],
-            json_mode=json_mode, node_name=node_name, state=state)
+            json_mode=json_mode,
+            node_name=node_name,
+            state=state,
+        )
     except ValueError as exc:
         # Configuration errors and the empty reply: the message says it all.
         raise click.ClickException(str(exc)) from exc
@@ -165,15 +177,26 @@ def _usd(value: Decimal, rows: int, unpriced: int) -> str:
 
 @click.command("reprice")
 @with_appcontext
-@click.option("--since", type=DateParam(), required=True,
-              help="First day (UTC) or instant to reprice.")
-@click.option("--until", type=DateParam(end=True), default=None,
-              help="Last day (UTC, included) or instant (excluded); default: now.")
+@click.option(
+    "--since", type=DateParam(), required=True, help="First day (UTC) or instant to reprice."
+)
+@click.option(
+    "--until",
+    type=DateParam(end=True),
+    default=None,
+    help="Last day (UTC, included) or instant (excluded); default: now.",
+)
 @click.option("--dry-run", is_flag=True, help="Compute and report; write nothing.")
-@click.option("--batch-size", type=click.IntRange(1), default=1000, show_default=True,
-              help="Rows per transaction.")
-def reprice_command(since: datetime, until: datetime | None, dry_run: bool,
-                    batch_size: int) -> None:
+@click.option(
+    "--batch-size",
+    type=click.IntRange(1),
+    default=1000,
+    show_default=True,
+    help="Rows per transaction.",
+)
+def reprice_command(
+    since: datetime, until: datetime | None, dry_run: bool, batch_size: int
+) -> None:
     """Recompute the cost of rows in a date range with today's rules and price data."""
     if until is not None and until <= since:
         raise click.BadParameter("--until must be after --since", param_hint="--until")
@@ -181,28 +204,31 @@ def reprice_command(since: datetime, until: datetime | None, dry_run: bool,
     if total > PROGRESS_MIN_ROWS:
         # On stderr, so the report on stdout stays clean for scripts.
         with click.progressbar(length=total, label="repricing", file=sys.stderr) as bar:
-            report = reprice(since, until, dry_run=dry_run, batch_size=batch_size,
-                             on_batch=bar.update)
+            report = reprice(
+                since, until, dry_run=dry_run, batch_size=batch_size, on_batch=bar.update
+            )
     else:
         report = reprice(since, until, dry_run=dry_run, batch_size=batch_size)
     t = report.total
     end = until.isoformat() if until else "now"
-    click.echo(f"rows {since.isoformat()} .. {end}: {t.rows} "
-               f"(genai-prices {GENAI_PRICES_VERSION})")
-    click.echo(f"rows changed: {t.changed}"
-               + (" (dry run: nothing written)" if dry_run else ""))
-    click.echo(f"total cost: {_usd(t.before, t.rows, t.unpriced_before)} -> "
-               f"{_usd(t.after, t.rows, t.unpriced_after)}")
+    click.echo(f"rows {since.isoformat()} .. {end}: {t.rows} (genai-prices {GENAI_PRICES_VERSION})")
+    click.echo(f"rows changed: {t.changed}" + (" (dry run: nothing written)" if dry_run else ""))
+    click.echo(
+        f"total cost: {_usd(t.before, t.rows, t.unpriced_before)} -> "
+        f"{_usd(t.after, t.rows, t.unpriced_after)}"
+    )
     click.echo(f"unpriced rows: {t.unpriced_before} -> {t.unpriced_after}")
     changed = {m: v for m, v in report.by_model.items() if v.changed}
     if changed:
         click.echo("per model (models with changed rows):")
         width = max(len(m) for m in changed)
         for model, v in sorted(changed.items(), key=lambda kv: (-kv[1].changed, kv[0])):
-            click.echo(f"  {model:<{width}}  {v.changed}/{v.rows} rows changed  "
-                       f"{_usd(v.before, v.rows, v.unpriced_before)} -> "
-                       f"{_usd(v.after, v.rows, v.unpriced_after)}  "
-                       f"unpriced {v.unpriced_before} -> {v.unpriced_after}")
+            click.echo(
+                f"  {model:<{width}}  {v.changed}/{v.rows} rows changed  "
+                f"{_usd(v.before, v.rows, v.unpriced_before)} -> "
+                f"{_usd(v.after, v.rows, v.unpriced_after)}  "
+                f"unpriced {v.unpriced_before} -> {v.unpriced_after}"
+            )
 
 
 prices_cli = AppGroup("prices", help="Price data and the models it does not know.")
@@ -215,49 +241,65 @@ def prices_missing() -> None:
     if not rows:
         click.echo("every recorded call is priced")
         return
-    header = ("calls", "provider", "model", "deployment", "first seen", "last seen",
-              "priced now")
+    header = ("calls", "provider", "model", "deployment", "first seen", "last seen", "priced now")
     table = [header] + [
-        (str(r.calls), r.provider or "-", r.model, r.deployment or "-",
-         r.first_seen.date().isoformat(), r.last_seen.date().isoformat(),
-         "yes: run reprice" if r.priced_now else "no")
+        (
+            str(r.calls),
+            r.provider or "-",
+            r.model,
+            r.deployment or "-",
+            r.first_seen.date().isoformat(),
+            r.last_seen.date().isoformat(),
+            "yes: run reprice" if r.priced_now else "no",
+        )
         for r in rows
     ]
     widths = [max(len(row[i]) for row in table) for i in range(len(header))]
     for row in table:
-        click.echo("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True))
-                   .rstrip())
+        click.echo("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
     oldest = min(r.first_seen for r in rows).date().isoformat()
-    click.echo(f"\n{sum(r.calls for r in rows)} unpriced call(s). Add a rule to "
-               "LLM_TRACKER_CUSTOM_PRICES (or map the Azure deployment in "
-               "LLM_TRACKER_AZURE_DEPLOYMENTS), then run: "
-               f"flask --app wsgi reprice --since {oldest}")
+    click.echo(
+        f"\n{sum(r.calls for r in rows)} unpriced call(s). Add a rule to "
+        "LLM_TRACKER_CUSTOM_PRICES (or map the Azure deployment in "
+        "LLM_TRACKER_AZURE_DEPLOYMENTS), then run: "
+        f"flask --app wsgi reprice --since {oldest}"
+    )
 
 
 # --- flask rollup rebuild -------------------------------------------------------------
 
-rollup_cli = AppGroup("rollup", help="The rollup tables (15-minute and daily sums) the "
-                      "statistics read.")
+rollup_cli = AppGroup(
+    "rollup", help="The rollup tables (15-minute and daily sums) the statistics read."
+)
 
 
 @rollup_cli.command("rebuild")
-@click.option("--since", type=DateParam(), default=None,
-              help="Rebuild from this day (UTC; a datetime means its day) on; "
-                   "default: everything.")
-@click.option("--batch-days", type=click.IntRange(1), default=1, show_default=True,
-              help="Days of raw rows per transaction.")
+@click.option(
+    "--since",
+    type=DateParam(),
+    default=None,
+    help="Rebuild from this day (UTC; a datetime means its day) on; default: everything.",
+)
+@click.option(
+    "--batch-days",
+    type=click.IntRange(1),
+    default=1,
+    show_default=True,
+    help="Days of raw rows per transaction.",
+)
 def rollup_rebuild(since: datetime | None, batch_days: int) -> None:
     """Recompute the rollups from the raw rows (after rows were written or changed outside
     record_usage / reprice, or to check them); safe while the application records."""
     step = timedelta(days=batch_days)
     windows = rebuild_windows(since, step)
     # On stderr, so the summary on stdout stays clean for scripts.
-    with click.progressbar(length=len(windows), label="rebuilding rollups",
-                           file=sys.stderr) as bar:
+    with click.progressbar(length=len(windows), label="rebuilding rollups", file=sys.stderr) as bar:
         written = rebuild(since, step=step, on_batch=bar.update, windows=windows)
     start = windows[0][0].date().isoformat() if windows[0][0] is not None else "the first row"
-    click.echo(f"15-minute rollup rows written: {written} (from {start} on, "
-               f"{len(windows)} batch(es) of {batch_days} day(s))")
+    click.echo(
+        f"15-minute rollup rows written: {written} (from {start} on, "
+        f"{len(windows)} batch(es) of {batch_days} day(s))"
+    )
 
 
 def register_commands(app: Flask) -> None:

@@ -84,8 +84,8 @@ class UsageHandler(BaseCallbackHandler):
         if app is None:
             if not has_app_context():
                 raise RuntimeError(
-                    "UsageHandler needs a Flask app: create it inside an app context or "
-                    "pass app=")
+                    "UsageHandler needs a Flask app: create it inside an app context or pass app="
+                )
             app = current_flask_app()
         self.app = app
         self.state: Mapping[str, Any] = state or {}
@@ -99,14 +99,20 @@ class UsageHandler(BaseCallbackHandler):
 
     # --- start: remember what only the start event knows ---------------------------
 
-    def _start(self, run_id: UUID, metadata: Mapping[str, Any] | None,
-               invocation_params: Mapping[str, Any] | None, batch_size: int = 1) -> None:
+    def _start(
+        self,
+        run_id: UUID,
+        metadata: Mapping[str, Any] | None,
+        invocation_params: Mapping[str, Any] | None,
+        batch_size: int = 1,
+    ) -> None:
         metadata = metadata or {}
         params = invocation_params or {}
         run = _Run(
             started=time.perf_counter(),
             provider=metadata.get("ls_provider"),
-            requested_model=metadata.get("ls_model_name") or params.get("model_name")
+            requested_model=metadata.get("ls_model_name")
+            or params.get("model_name")
             or params.get("model"),
             deployment=params.get("azure_deployment") or params.get("deployment_name"),
             graph_node=metadata.get("langgraph_node"),
@@ -116,18 +122,32 @@ class UsageHandler(BaseCallbackHandler):
             self._runs[run_id] = run
 
     @override
-    def on_chat_model_start(self, serialized: dict[str, Any], messages: list[list[BaseMessage]],
-                            *, run_id: UUID, metadata: dict[str, Any] | None = None,
-                            **kwargs: Any) -> None:
+    def on_chat_model_start(
+        self,
+        serialized: dict[str, Any],
+        messages: list[list[BaseMessage]],
+        *,
+        run_id: UUID,
+        metadata: dict[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> None:
         """Remember start time, provider, requested model and LangGraph node of the run."""
         self._start(run_id, metadata, kwargs.get("invocation_params"))
 
     @override
-    def on_llm_start(self, serialized: dict[str, Any], prompts: list[str], *, run_id: UUID,
-                     metadata: dict[str, Any] | None = None, **kwargs: Any) -> None:
+    def on_llm_start(
+        self,
+        serialized: dict[str, Any],
+        prompts: list[str],
+        *,
+        run_id: UUID,
+        metadata: dict[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> None:
         """Same as ``on_chat_model_start``, for plain (non-chat) LLMs."""
-        self._start(run_id, metadata, kwargs.get("invocation_params"),
-                    kwargs.get("batch_size") or 1)
+        self._start(
+            run_id, metadata, kwargs.get("invocation_params"), kwargs.get("batch_size") or 1
+        )
 
     # --- end: one row per run ------------------------------------------------------
 
@@ -157,8 +177,9 @@ class UsageHandler(BaseCallbackHandler):
         with self._lock:
             self._runs.pop(run_id, None)
 
-    def _record(self, run_id: UUID, response: LLMResult | None,
-                error: BaseException | None) -> None:
+    def _record(
+        self, run_id: UUID, response: LLMResult | None, error: BaseException | None
+    ) -> None:
         with self._lock:
             run = self._runs.get(run_id)
         rows: list[dict[str, Any]] = []
@@ -176,8 +197,13 @@ class UsageHandler(BaseCallbackHandler):
         except Exception:
             logger.exception("llm_tracker: could not record run %s", run_id)
 
-    def _row(self, run_id: UUID, run: _Run | None, response: LLMResult | None,
-             error: BaseException | None) -> dict[str, Any]:
+    def _row(
+        self,
+        run_id: UUID,
+        run: _Run | None,
+        response: LLMResult | None,
+        error: BaseException | None,
+    ) -> dict[str, Any]:
         result = read_result(response, error)
         meta = result.metadata
         cancelled = isinstance(error, _CANCELLED)
@@ -189,13 +215,15 @@ class UsageHandler(BaseCallbackHandler):
             meta["deployment"] = run.deployment
         state = self.state
         row_meta: dict[str, Any] = dict(state.get("metadata") or {})
-        row_meta.update({key: state[key] for key in _STATE_SOURCE_KEYS
-                         if state.get(key) is not None})
+        row_meta.update(
+            {key: state[key] for key in _STATE_SOURCE_KEYS if state.get(key) is not None}
+        )
         row_meta.update(meta)
         usage = result.usage
         return dict(
-            model=(result.model or normalise_model(run.requested_model) or run.deployment
-                   or "unknown"),
+            model=(
+                result.model or normalise_model(run.requested_model) or run.deployment or "unknown"
+            ),
             prompt_tokens=usage.prompt_tokens,
             completion_tokens=usage.completion_tokens,
             total_tokens=usage.total_tokens,

@@ -44,26 +44,35 @@ def _keys(prefix: str, *special: ConfigKey) -> tuple[ConfigKey, ...]:
 
 # provider -> (config section, its keys). The README's "Providers" table mirrors this.
 CONFIG_KEYS: dict[str, tuple[str, tuple[ConfigKey, ...]]] = {
-    "openai": ("OPENAI_CONFIG", _keys(
-        "OPENAI",
-        ConfigKey("api_key", ("OPENAI_API_KEY",), required=True),
-        ConfigKey("model", ("OPENAI_MODEL",)),
-        ConfigKey("base_url", ("OPENAI_BASE_URL",)),
-    )),
-    "azure_openai": ("AZURE_OPENAI_CONFIG", _keys(
-        "AZURE_OPENAI",
-        ConfigKey("api_key", ("AZURE_OPENAI_API_KEY",), required=True),
-        ConfigKey("api_base", ("AZURE_OPENAI_ENDPOINT",), required=True),
-        ConfigKey("api_version", ("AZURE_OPENAI_API_VERSION",)),
-        ConfigKey("deployment", ("AZURE_OPENAI_DEPLOYMENT",)),
-        ConfigKey("model", ("AZURE_OPENAI_MODEL",)),
-    )),
-    "gemini": ("GEMINI_CONFIG", _keys(
-        "GEMINI",
-        ConfigKey("api_key", ("GEMINI_API_KEY", "GOOGLE_API_KEY"), required=True),
-        ConfigKey("model", ("GEMINI_MODEL",)),
-        ConfigKey("base_url", ("GEMINI_BASE_URL",)),
-    )),
+    "openai": (
+        "OPENAI_CONFIG",
+        _keys(
+            "OPENAI",
+            ConfigKey("api_key", ("OPENAI_API_KEY",), required=True),
+            ConfigKey("model", ("OPENAI_MODEL",)),
+            ConfigKey("base_url", ("OPENAI_BASE_URL",)),
+        ),
+    ),
+    "azure_openai": (
+        "AZURE_OPENAI_CONFIG",
+        _keys(
+            "AZURE_OPENAI",
+            ConfigKey("api_key", ("AZURE_OPENAI_API_KEY",), required=True),
+            ConfigKey("api_base", ("AZURE_OPENAI_ENDPOINT",), required=True),
+            ConfigKey("api_version", ("AZURE_OPENAI_API_VERSION",)),
+            ConfigKey("deployment", ("AZURE_OPENAI_DEPLOYMENT",)),
+            ConfigKey("model", ("AZURE_OPENAI_MODEL",)),
+        ),
+    ),
+    "gemini": (
+        "GEMINI_CONFIG",
+        _keys(
+            "GEMINI",
+            ConfigKey("api_key", ("GEMINI_API_KEY", "GOOGLE_API_KEY"), required=True),
+            ConfigKey("model", ("GEMINI_MODEL",)),
+            ConfigKey("base_url", ("GEMINI_BASE_URL",)),
+        ),
+    ),
 }
 
 
@@ -78,8 +87,9 @@ def _coerce(section: str, key: ConfigKey, value: Any) -> Any:
     kind = "an integer" if key.kind is int else "a number"
     error = ValueError(f"{section}['{key.name}'] must be {kind}, got {value!r}")
     # True is no count of tokens, and int(1.5) would silently drop a half.
-    if isinstance(value, bool) or (key.kind is int and isinstance(value, float)
-                                   and not value.is_integer()):
+    if isinstance(value, bool) or (
+        key.kind is int and isinstance(value, float) and not value.is_integer()
+    ):
         raise error
     try:
         return key.kind(value)
@@ -95,7 +105,8 @@ def provider_settings(config: Mapping[str, Any] | None = None) -> tuple[str, dic
         provider = os.environ.get("LLM_PROVIDER") or DEFAULT_PROVIDER
     if provider not in CONFIG_KEYS:
         raise ValueError(
-            f"Unknown LLM_PROVIDER {provider!r}: expected one of {', '.join(PROVIDERS)}")
+            f"Unknown LLM_PROVIDER {provider!r}: expected one of {', '.join(PROVIDERS)}"
+        )
     section, keys = CONFIG_KEYS[provider]
     given = config.get(section) or {}
     settings: dict[str, Any] = {}
@@ -107,7 +118,8 @@ def provider_settings(config: Mapping[str, Any] | None = None) -> tuple[str, dic
             if key.required:
                 raise ValueError(
                     f"{section}['{key.name}'] is required for LLM_PROVIDER {provider!r} "
-                    f"(or set {' / '.join(key.env)})")
+                    f"(or set {' / '.join(key.env)})"
+                )
             continue
         settings[key.name] = _coerce(section, key, value)
     return provider, settings
@@ -115,8 +127,11 @@ def provider_settings(config: Mapping[str, Any] | None = None) -> tuple[str, dic
 
 def _common(settings: Mapping[str, Any]) -> dict[str, Any]:
     # Only what the config sets: otherwise the SDK's own defaults apply.
-    return {k: settings[k] for k in ("max_tokens", "temperature", "max_retries", "timeout")
-            if k in settings}
+    return {
+        k: settings[k]
+        for k in ("max_tokens", "temperature", "max_retries", "timeout")
+        if k in settings
+    }
 
 
 class LLMService:

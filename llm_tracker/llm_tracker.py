@@ -39,14 +39,14 @@ class _CallHandler(UsageHandler):
         gen = gens[0] if gens else None
         text = gen.message.text if isinstance(gen, ChatGeneration) else getattr(gen, "text", "")
         if _is_empty(text):
-            self.on_llm_error(ValueError(EMPTY_RESPONSE), run_id=run_id, response=response,
-                              **kwargs)
+            self.on_llm_error(
+                ValueError(EMPTY_RESPONSE), run_id=run_id, response=response, **kwargs
+            )
         else:
             super().on_llm_end(response, run_id=run_id, **kwargs)
 
 
-def _usage(row: LLMUsage | None, message: AIMessage, requested_model: str | None
-           ) -> dict[str, Any]:
+def _usage(row: LLMUsage | None, message: AIMessage, requested_model: str | None) -> dict[str, Any]:
     if row is not None:
         usage = {key: getattr(row, key) for key in USAGE_KEYS}
         usage["cost_usd"] = format_money(usage["cost_usd"])
@@ -56,7 +56,8 @@ def _usage(row: LLMUsage | None, message: AIMessage, requested_model: str | None
     meta = message.response_metadata
     return {
         "model": normalise_model(meta.get("model_name") or meta.get("model"))
-        or requested_model or "unknown",
+        or requested_model
+        or "unknown",
         "prompt_tokens": u.prompt_tokens,
         "completion_tokens": u.completion_tokens,
         "total_tokens": u.total_tokens,

@@ -53,32 +53,56 @@ class _Query:
 
     def conditions(self) -> list[ColumnElement[bool]]:
         """WHERE conditions on raw rows."""
-        return [*self.filters.conditions(LLMUsage),
-                *within(LLMUsage.created_at, self.start, self.end)]
+        return [
+            *self.filters.conditions(LLMUsage),
+            *within(LLMUsage.created_at, self.start, self.end),
+        ]
 
 
-def _parse_query(user_id: int | str | None = None, model_filter: str | None = None,
-                 success_filter: bool | str | None = None, start_date: DateArg = None,
-                 end_date: DateArg = None, *, tz: str | tzinfo | None = None,
-                 priced_filter: bool | str | None = None,
-                 model_exact: str | None = None) -> _Query:
+def _parse_query(
+    user_id: int | str | None = None,
+    model_filter: str | None = None,
+    success_filter: bool | str | None = None,
+    start_date: DateArg = None,
+    end_date: DateArg = None,
+    *,
+    tz: str | tzinfo | None = None,
+    priced_filter: bool | str | None = None,
+    model_exact: str | None = None,
+) -> _Query:
     filters = Filters(
-        user_id=parse_user_id(user_id), model=parse_text(model_filter, "model"),
+        user_id=parse_user_id(user_id),
+        model=parse_text(model_filter, "model"),
         model_exact=parse_text(model_exact, "model_exact"),
         success=parse_bool(success_filter, "success"),
-        priced=parse_bool(priced_filter, "priced"))
+        priced=parse_bool(priced_filter, "priced"),
+    )
     start, end = parse_range(start_date, end_date, tz)
     return _Query(filters, start, end)
 
 
-def usage_filters(user_id: int | str | None = None, model_filter: str | None = None,
-                  success_filter: bool | str | None = None, start_date: DateArg = None,
-                  end_date: DateArg = None, *, tz: str | tzinfo | None = None,
-                  priced_filter: bool | str | None = None,
-                  model_exact: str | None = None) -> list[ColumnElement[bool]]:
+def usage_filters(
+    user_id: int | str | None = None,
+    model_filter: str | None = None,
+    success_filter: bool | str | None = None,
+    start_date: DateArg = None,
+    end_date: DateArg = None,
+    *,
+    tz: str | tzinfo | None = None,
+    priced_filter: bool | str | None = None,
+    model_exact: str | None = None,
+) -> list[ColumnElement[bool]]:
     """The WHERE conditions of the list's filters; bad values raise ``ValueError``."""
-    return _parse_query(user_id, model_filter, success_filter, start_date, end_date, tz=tz,
-                        priced_filter=priced_filter, model_exact=model_exact).conditions()
+    return _parse_query(
+        user_id,
+        model_filter,
+        success_filter,
+        start_date,
+        end_date,
+        tz=tz,
+        priced_filter=priced_filter,
+        model_exact=model_exact,
+    ).conditions()
 
 
 def _matching_models(substring: str) -> list[str]:
@@ -88,11 +112,15 @@ def _matching_models(substring: str) -> list[str]:
     model, however many rows there are. The match is the same SQL as the raw filter's.
     """
     names = select(func.min(LLMUsage.model).label("model")).cte("names", recursive=True)
-    following = (select(func.min(LLMUsage.model))
-                 .where(LLMUsage.model > names.c.model).scalar_subquery())
+    following = (
+        select(func.min(LLMUsage.model)).where(LLMUsage.model > names.c.model).scalar_subquery()
+    )
     names = names.union_all(select(following).where(names.c.model.is_not(None)))
-    stmt = (select(names.c.model).where(names.c.model.is_not(None))
-            .where(names.c.model.icontains(substring, autoescape=True)))
+    stmt = (
+        select(names.c.model)
+        .where(names.c.model.is_not(None))
+        .where(names.c.model.icontains(substring, autoescape=True))
+    )
     return sorted(db.session.execute(stmt).scalars())
 
 
@@ -106,13 +134,19 @@ def _rows_stmt(conditions: list[ColumnElement[bool]]) -> Select[LLMUsage, str | 
     )
 
 
-def get_llm_usage_list(page: int | str | None = 1, page_size: int | str | None = 20,
-                       user_id: int | str | None = None, model_filter: str | None = None,
-                       success_filter: bool | str | None = None,
-                       start_date: DateArg = None, end_date: DateArg = None, *,
-                       tz: str | tzinfo | None = None,
-                       priced_filter: bool | str | None = None,
-                       model_exact: str | None = None) -> dict[str, Any]:
+def get_llm_usage_list(
+    page: int | str | None = 1,
+    page_size: int | str | None = 20,
+    user_id: int | str | None = None,
+    model_filter: str | None = None,
+    success_filter: bool | str | None = None,
+    start_date: DateArg = None,
+    end_date: DateArg = None,
+    *,
+    tz: str | tzinfo | None = None,
+    priced_filter: bool | str | None = None,
+    model_exact: str | None = None,
+) -> dict[str, Any]:
     """One page of usage rows, newest first, with the total count of matching rows.
 
     ``model_filter`` is a case-insensitive substring, ``model_exact`` one model name
@@ -123,8 +157,16 @@ def get_llm_usage_list(page: int | str | None = 1, page_size: int | str | None =
     """
     number = parse_int(page, "page", 1, 1, MAX_PAGE)
     size = parse_int(page_size, "page_size", 20, 1, MAX_PAGE_SIZE)
-    query = _parse_query(user_id, model_filter, success_filter, start_date, end_date,
-                         tz=tz, priced_filter=priced_filter, model_exact=model_exact)
+    query = _parse_query(
+        user_id,
+        model_filter,
+        success_filter,
+        start_date,
+        end_date,
+        tz=tz,
+        priced_filter=priced_filter,
+        model_exact=model_exact,
+    )
     if query.filters.model is not None:
         # Exact names, so the (model, created_at) index serves the page and the count.
         models = _matching_models(query.filters.model)
@@ -158,8 +200,9 @@ def get_llm_usage_list_from_query(params: Mapping[str, Any]) -> dict[str, Any]:
     Reads ``page``, ``page_size``, ``user_id``, ``model``, ``model_exact``, ``success``,
     ``priced``, ``start_date``, ``end_date`` and ``tz``; empty values count as absent.
     """
-    return get_llm_usage_list(page=params.get("page"), page_size=params.get("page_size"),
-                              **_filter_args(params))
+    return get_llm_usage_list(
+        page=params.get("page"), page_size=params.get("page_size"), **_filter_args(params)
+    )
 
 
 def get_llm_usage(usage_id: str | uuid.UUID) -> dict[str, Any] | None:
@@ -179,10 +222,14 @@ def get_llm_usage(usage_id: str | uuid.UUID) -> dict[str, Any] | None:
 # Every column but the idempotency key, in the model's order, with the user's name beside
 # the id (metadata, the widest, is the model's last column).
 _COLUMNS = tuple(col.key for col in LLMUsage.__table__.c if col.key != "run_id")
-_ATTRIBUTES = {col.key: attr.key for attr in LLMUsage.__mapper__.column_attrs
-               for col in attr.columns}
-CSV_COLUMNS = tuple(name for column in _COLUMNS
-                    for name in ((column, "username") if column == "user_id" else (column,)))
+_ATTRIBUTES = {
+    col.key: attr.key for attr in LLMUsage.__mapper__.column_attrs for col in attr.columns
+}
+CSV_COLUMNS = tuple(
+    name
+    for column in _COLUMNS
+    for name in ((column, "username") if column == "user_id" else (column,))
+)
 _CSV_BATCH = 1000
 
 
@@ -204,8 +251,7 @@ def _csv_chunks(conditions: list[ColumnElement[bool]]) -> Iterator[str]:
     for partition in db.session.execute(stmt).partitions():
         for row, username in partition:
             data = _row_dict(row, username)
-            data["metadata"] = json.dumps(data["metadata"], ensure_ascii=False,
-                                          sort_keys=True)
+            data["metadata"] = json.dumps(data["metadata"], ensure_ascii=False, sort_keys=True)
             writer.writerow([_csv_cell(data[key]) for key in CSV_COLUMNS])
         yield buffer.getvalue()
         buffer.seek(0)

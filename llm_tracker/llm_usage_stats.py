@@ -33,7 +33,6 @@ __all__ = [
 ]
 
 
-
 def _stat_key(column: str) -> str:
     return column if column.startswith("total_") else f"total_{column}"
 
@@ -71,9 +70,13 @@ def _by_model(found: Mapping[str, Sums]) -> list[dict[str, Any]]:
     return result
 
 
-def get_summary_stats(start_date: DateArg = None, end_date: DateArg = None,
-                      user_id: int | str | None = None, *,
-                      tz: str | tzinfo | None = None) -> dict[str, Any]:
+def get_summary_stats(
+    start_date: DateArg = None,
+    end_date: DateArg = None,
+    user_id: int | str | None = None,
+    *,
+    tz: str | tzinfo | None = None,
+) -> dict[str, Any]:
     """Totals of tokens, calls (all, successful, failed) and cost in the range.
 
     ``total_cost_usd`` sums the priced calls (null when there are calls and none is
@@ -85,30 +88,38 @@ def get_summary_stats(start_date: DateArg = None, end_date: DateArg = None,
     return _summary_dict(found.get((0, None)))
 
 
-def get_stats_by_model(start_date: DateArg = None, end_date: DateArg = None,
-                       user_id: int | str | None = None, *,
-                       tz: str | tzinfo | None = None) -> list[dict[str, Any]]:
+def get_stats_by_model(
+    start_date: DateArg = None,
+    end_date: DateArg = None,
+    user_id: int | str | None = None,
+    *,
+    tz: str | tzinfo | None = None,
+) -> list[dict[str, Any]]:
     """Calls, tokens and cost per model, most tokens first (ties by model name)."""
     span = parse_range(start_date, end_date, tz)
     found = aggregate([span], Filters(user_id=parse_user_id(user_id)), "model")
     return _by_model({model: sums for (_, model), sums in found.items()})
 
 
-def _series_spans(granularity: str, start_date: DateArg, end_date: DateArg,
-                  tz: str | tzinfo | None) -> tuple[list[datetime], list[tuple[datetime, datetime]],
-                                                    tzinfo]:
+def _series_spans(
+    granularity: str, start_date: DateArg, end_date: DateArg, tz: str | tzinfo | None
+) -> tuple[list[datetime], list[tuple[datetime, datetime]], tzinfo]:
     """A series' bucket edges, its spans (bucket i clipped to the range) and its zone."""
     unit = GRANULARITIES.get(granularity) if isinstance(granularity, str) else None
     if unit is None:
         raise ValueError(
-            f"unsupported granularity {granularity!r}: use one of 'day', 'month', 'year'")
+            f"unsupported granularity {granularity!r}: use one of 'day', 'month', 'year'"
+        )
     zone = parse_tz(tz)
     start, end = parse_range(start_date, end_date, zone)
     try:
         if end is None:
             now = utcnow()
-            end = max(now, start) + timedelta(microseconds=1) if start is not None else (
-                now + timedelta(microseconds=1))
+            end = (
+                max(now, start) + timedelta(microseconds=1)
+                if start is not None
+                else (now + timedelta(microseconds=1))
+            )
         if start is None:
             start = default_start(end - timedelta(microseconds=1), unit, zone)
         edges = bucket_edges(start, end, unit, zone)
@@ -121,15 +132,21 @@ def _series_spans(granularity: str, start_date: DateArg, end_date: DateArg,
     return edges, spans, zone
 
 
-def _series(edges: list[datetime], zone: tzinfo, found: Mapping[int, Sums]
-            ) -> list[dict[str, Any]]:
-    return [{"bucket": edges[i].astimezone(zone).isoformat(), **_token_dict(found.get(i))}
-            for i in range(len(edges) - 1)]
+def _series(edges: list[datetime], zone: tzinfo, found: Mapping[int, Sums]) -> list[dict[str, Any]]:
+    return [
+        {"bucket": edges[i].astimezone(zone).isoformat(), **_token_dict(found.get(i))}
+        for i in range(len(edges) - 1)
+    ]
 
 
-def get_time_series_stats(granularity: str, start_date: DateArg = None,
-                          end_date: DateArg = None, user_id: int | str | None = None, *,
-                          tz: str | tzinfo | None = None) -> list[dict[str, Any]]:
+def get_time_series_stats(
+    granularity: str,
+    start_date: DateArg = None,
+    end_date: DateArg = None,
+    user_id: int | str | None = None,
+    *,
+    tz: str | tzinfo | None = None,
+) -> list[dict[str, Any]]:
     """Calls, tokens and cost per local hour (``day``), day (``month``) or month (``year``).
 
     Every bucket of the range is present, zero-filled; ``bucket`` is the ISO 8601 local
@@ -152,13 +169,18 @@ def get_token_stats_from_query(params: Mapping[str, Any]) -> dict[str, Any]:
     tz = parse_tz(params.get("tz"))
     granularity: Any = params.get("granularity")
     if is_blank(granularity):
-        return {"summary": get_summary_stats(**args, tz=tz),
-                "by_model": get_stats_by_model(**args, tz=tz), "series": None}
+        return {
+            "summary": get_summary_stats(**args, tz=tz),
+            "by_model": get_stats_by_model(**args, tz=tz),
+            "series": None,
+        }
     if is_blank(args["start_date"]) or is_blank(args["end_date"]):
         # The series' default window is not the summary's range (all time).
-        return {"summary": get_summary_stats(**args, tz=tz),
-                "by_model": get_stats_by_model(**args, tz=tz),
-                "series": get_time_series_stats(granularity, **args, tz=tz)}
+        return {
+            "summary": get_summary_stats(**args, tz=tz),
+            "by_model": get_stats_by_model(**args, tz=tz),
+            "series": get_time_series_stats(granularity, **args, tz=tz),
+        }
     # With both dates the series' buckets tile the summary's range exactly, so one
     # aggregate grouped by bucket and model gives all three.
     edges, spans, zone = _series_spans(granularity, args["start_date"], args["end_date"], tz)
@@ -170,5 +192,8 @@ def get_token_stats_from_query(params: Mapping[str, Any]) -> dict[str, Any]:
         per_bucket.setdefault(i, Sums()).add(sums)
         per_model.setdefault(model, Sums()).add(sums)
         total.add(sums)
-    return {"summary": _summary_dict(total), "by_model": _by_model(per_model),
-            "series": _series(edges, zone, per_bucket)}
+    return {
+        "summary": _summary_dict(total),
+        "by_model": _by_model(per_model),
+        "series": _series(edges, zone, per_bucket),
+    }

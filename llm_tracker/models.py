@@ -64,8 +64,12 @@ class LLMUsage(Model):
         Index("ix_llm_tracker_usage_model_created_at", "model", "created_at"),
         # Only unpriced rows (few): serves `prices missing` and the list's priced=false
         # filter without scanning the table, and costs priced inserts nothing.
-        Index("ix_llm_tracker_usage_unpriced", "created_at",
-              sqlite_where=text("cost_usd IS NULL"), postgresql_where=text("cost_usd IS NULL")),
+        Index(
+            "ix_llm_tracker_usage_unpriced",
+            "created_at",
+            sqlite_where=text("cost_usd IS NULL"),
+            postgresql_where=text("cost_usd IS NULL"),
+        ),
     )
 
     def __repr__(self) -> str:
@@ -115,8 +119,9 @@ class _RollupColumns:
     cache_savings_usd: Mapped[Decimal] = mapped_column(Money)
 
     def __repr__(self) -> str:
-        return (f"<{type(self).__name__} {self.bucket:%Y-%m-%d %H:%M} {self.model} "
-                f"{self.calls} calls>")
+        return (
+            f"<{type(self).__name__} {self.bucket:%Y-%m-%d %H:%M} {self.model} {self.calls} calls>"
+        )
 
 
 class LLMUsageRollup(_RollupColumns, Model):
@@ -134,16 +139,16 @@ class LLMUsageRollupDay(_RollupColumns, Model):
     """The same sums per UTC day: long ranges read a row per day and key, not 96."""
 
     __tablename__ = "llm_tracker_usage_rollup_day"
-    __table_args__ = (
-        Index("ix_llm_tracker_usage_rollup_day_user_id_bucket", "user_id", "bucket"),
-    )
+    __table_args__ = (Index("ix_llm_tracker_usage_rollup_day_user_id_bucket", "user_id", "bucket"),)
 
 
 def is_admin(user: Any) -> bool:
     """The admin rule, for ``User`` or any Flask-Login user: an active account that is staff
     or superuser."""
-    return bool(getattr(user, "is_active", False)
-                and (getattr(user, "is_staff", False) or getattr(user, "is_superuser", False)))
+    return bool(
+        getattr(user, "is_active", False)
+        and (getattr(user, "is_staff", False) or getattr(user, "is_superuser", False))
+    )
 
 
 def new_session_token() -> str:
@@ -188,8 +193,7 @@ class User(UserMixin, Model):
         if user is None or not user.session_token:
             return None
         # Constant time, so response times do not reveal how much of a token was right.
-        if not hmac.compare_digest(user.session_token.encode(),
-                                   token.encode("utf-8", "replace")):
+        if not hmac.compare_digest(user.session_token.encode(), token.encode("utf-8", "replace")):
             return None
         return user
 

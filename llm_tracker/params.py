@@ -63,8 +63,14 @@ def _date_or_datetime(value: DateArg, name: str) -> datetime | date | None:
         raise ValueError(f"invalid {name} {value!r}: {_DATE_HINT}") from None
 
 
-def parse_when(value: DateArg, tz: str | tzinfo | None = None, *, name: str = "date",
-               end: bool = False, inclusive: bool = True) -> datetime | None:
+def parse_when(
+    value: DateArg,
+    tz: str | tzinfo | None = None,
+    *,
+    name: str = "date",
+    end: bool = False,
+    inclusive: bool = True,
+) -> datetime | None:
     """An instant in UTC, or None when blank; naive values are wall-clock times in ``tz``.
 
     A start (``end=False``) is the value itself, a date its first instant. An end is
@@ -88,16 +94,16 @@ def parse_when(value: DateArg, tz: str | tzinfo | None = None, *, name: str = "d
         raise ValueError(f"{name} {value!r} is out of the supported range") from None
 
 
-def parse_range(start_date: DateArg = None, end_date: DateArg = None,
-                tz: str | tzinfo | None = None) -> tuple[datetime | None, datetime | None]:
+def parse_range(
+    start_date: DateArg = None, end_date: DateArg = None, tz: str | tzinfo | None = None
+) -> tuple[datetime | None, datetime | None]:
     """``[start, end)`` in UTC (None: open) from an inclusive ``start_date`` and an
     inclusive ``end_date`` (a date-only end covers that whole day)."""
     start = parse_when(start_date, tz, name="start_date")
     end = parse_when(end_date, tz, name="end_date", end=True)
     if start is not None and end is not None and start >= end:
         last = end - _ONE_MICROSECOND
-        raise ValueError(
-            f"start_date ({start.isoformat()}) is after end_date ({last.isoformat()})")
+        raise ValueError(f"start_date ({start.isoformat()}) is after end_date ({last.isoformat()})")
     return start, end
 
 

@@ -51,8 +51,11 @@ _MTOK = Decimal(1_000_000)
 _ZERO = Decimal(0)
 _ZERO_MONEY = _ZERO.quantize(MONEY_QUANTUM)
 _CACHE_HIT: dict[str, Any] = {
-    "cost_usd": _ZERO_MONEY, "input_cost_usd": _ZERO_MONEY, "output_cost_usd": _ZERO_MONEY,
-    "cache_savings_usd": _ZERO_MONEY, "price_source": CACHE_HIT_SOURCE,
+    "cost_usd": _ZERO_MONEY,
+    "input_cost_usd": _ZERO_MONEY,
+    "output_cost_usd": _ZERO_MONEY,
+    "cache_savings_usd": _ZERO_MONEY,
+    "price_source": CACHE_HIT_SOURCE,
 }
 
 # LangChain's ls_provider (and this product's LLM_PROVIDER names) -> genai-prices provider
@@ -181,16 +184,19 @@ class TokenSplit(NamedTuple):
 
     def genai_usage(self, *, cached: bool = True) -> Usage:
         """The genai-prices ``Usage`` (``cached=False``: cached input as uncached)."""
-        return Usage(input_tokens=self.prompt_tokens,
-                     cache_read_tokens=self.cached_tokens if cached else 0,
-                     cache_write_tokens=self.cache_write_tokens,
-                     cache_write_1h_tokens=self.cache_write_1h_tokens,
-                     output_tokens=self.completion_tokens,
-                     output_reasoning_tokens=self.reasoning_tokens)
+        return Usage(
+            input_tokens=self.prompt_tokens,
+            cache_read_tokens=self.cached_tokens if cached else 0,
+            cache_write_tokens=self.cache_write_tokens,
+            cache_write_1h_tokens=self.cache_write_1h_tokens,
+            output_tokens=self.completion_tokens,
+            output_reasoning_tokens=self.reasoning_tokens,
+        )
 
 
-def price_with_model_price(mp: ModelPrice, t: TokenSplit) -> tuple[Decimal, Decimal, Decimal,
-                                                                     Decimal]:
+def price_with_model_price(
+    mp: ModelPrice, t: TokenSplit
+) -> tuple[Decimal, Decimal, Decimal, Decimal]:
     """(total, input, output, cache savings) of ``t`` at ``mp``, exactly as genai-prices."""
     d = mp.__dict__
     kind = _price_keys_kind(frozenset(k for k, v in d.items() if v is not None))
@@ -199,26 +205,42 @@ def price_with_model_price(mp: ModelPrice, t: TokenSplit) -> tuple[Decimal, Deci
     if kind == _FALLBACK:
         calc = mp.calc_price(t.genai_usage())
         uncached = mp.calc_price(t.genai_usage(cached=False))["total_price"]
-        return (calc["total_price"], calc["input_price"], calc["output_price"],
-                uncached - calc["total_price"])
-    inp, cache_read, cache_write = d.get("input_mtok"), d.get("cache_read_mtok"), \
-        d.get("cache_write_mtok")
+        return (
+            calc["total_price"],
+            calc["input_price"],
+            calc["output_price"],
+            uncached - calc["total_price"],
+        )
+    inp, cache_read, cache_write = (
+        d.get("input_mtok"),
+        d.get("cache_read_mtok"),
+        d.get("cache_write_mtok"),
+    )
     write_1h = d.get("cache_write_1h_mtok")
-    out, reasoning, requests = d.get("output_mtok"), d.get("output_reasoning_mtok"), \
-        d.get("requests_kcount")
+    out, reasoning, requests = (
+        d.get("output_mtok"),
+        d.get("output_reasoning_mtok"),
+        d.get("requests_kcount"),
+    )
     prompt = t.prompt_tokens
     # Leaf counts: a unit priced on its own is taken out of the unit it refines (1 h
     # writes refine cache writes, which refine input).
     written_1h = t.cache_write_1h_tokens if write_1h is not None else 0
     write_leaf = t.cache_write_tokens - written_1h
-    input_leaf = (prompt - (t.cached_tokens if cache_read is not None else 0)
-                  - (t.cache_write_tokens if cache_write is not None else written_1h))
+    input_leaf = (
+        prompt
+        - (t.cached_tokens if cache_read is not None else 0)
+        - (t.cache_write_tokens if cache_write is not None else written_1h)
+    )
     output_leaf = t.completion_tokens - (t.reasoning_tokens if reasoning is not None else 0)
     if input_leaf < 0 or output_leaf < 0 or write_leaf < 0:
         raise ValueError(f"token counts do not add up: {t}")
-    input_cost = (_part(inp, input_leaf, prompt) + _part(cache_read, t.cached_tokens, prompt)
-                  + _part(cache_write, write_leaf, prompt)
-                  + _part(write_1h, written_1h, prompt))
+    input_cost = (
+        _part(inp, input_leaf, prompt)
+        + _part(cache_read, t.cached_tokens, prompt)
+        + _part(cache_write, write_leaf, prompt)
+        + _part(write_1h, written_1h, prompt)
+    )
     output_cost = _part(out, output_leaf, prompt) + _part(reasoning, t.reasoning_tokens, prompt)
     total = input_cost + output_cost
     if requests is not None:
@@ -231,8 +253,15 @@ def price_with_model_price(mp: ModelPrice, t: TokenSplit) -> tuple[Decimal, Deci
 
 # --- custom rules ---------------------------------------------------------------------
 
-_RULE_KEYS = ("pattern", "provider", "start_date", "input_per_mtok", "cached_input_per_mtok",
-              "cache_write_per_mtok", "output_per_mtok")
+_RULE_KEYS = (
+    "pattern",
+    "provider",
+    "start_date",
+    "input_per_mtok",
+    "cached_input_per_mtok",
+    "cache_write_per_mtok",
+    "output_per_mtok",
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -261,8 +290,11 @@ class PriceRule:
         rest = t.prompt_tokens - t.cached_tokens - t.cache_write_tokens
         if rest < 0:
             raise ValueError(f"token counts do not add up: {t}")
-        input_cost = (self.input_per_mtok * rest + self.cached_input_per_mtok * t.cached_tokens
-                      + self.cache_write_per_mtok * t.cache_write_tokens) / _MTOK
+        input_cost = (
+            self.input_per_mtok * rest
+            + self.cached_input_per_mtok * t.cached_tokens
+            + self.cache_write_per_mtok * t.cache_write_tokens
+        ) / _MTOK
         output_cost = self.output_per_mtok * t.completion_tokens / _MTOK
         savings = (self.input_per_mtok - self.cached_input_per_mtok) * t.cached_tokens / _MTOK
         return input_cost + output_cost, input_cost, output_cost, savings
@@ -281,11 +313,18 @@ def _rule_price(index: int, pattern: Any, field: str, value: Any) -> Decimal:
             raise TypeError
         if isinstance(value, float):
             value = repr(value)  # 0.1 means "0.1", not its binary expansion
-        price = value if isinstance(value, Decimal) else Decimal(
-            value.strip() if isinstance(value, str) else value)
+        price = (
+            value
+            if isinstance(value, Decimal)
+            else Decimal(value.strip() if isinstance(value, str) else value)
+        )
     except (TypeError, ValueError, InvalidOperation):
-        raise _rule_error(index, pattern, f"{field} must be a price in USD per million "
-                          f"tokens (a decimal string or a number), got {value!r}") from None
+        raise _rule_error(
+            index,
+            pattern,
+            f"{field} must be a price in USD per million "
+            f"tokens (a decimal string or a number), got {value!r}",
+        ) from None
     if not price.is_finite() or price < 0:
         raise _rule_error(index, pattern, f"{field} must be a finite price >= 0, got {value!r}")
     return price
@@ -299,8 +338,11 @@ def _rule_start(index: int, pattern: Any, value: Any) -> datetime | None:
     except ValueError:
         start = None
     if start is None:  # blank, unparseable or not a date at all
-        raise _rule_error(index, pattern, "start_date must be a date (YYYY-MM-DD) or an ISO "
-                          f"datetime, got {value!r}")
+        raise _rule_error(
+            index,
+            pattern,
+            f"start_date must be a date (YYYY-MM-DD) or an ISO datetime, got {value!r}",
+        )
     return start
 
 
@@ -311,30 +353,38 @@ def parse_rule(index: int, raw: Any) -> PriceRule:
     pattern = raw.get("pattern")
     unknown = sorted(set(raw) - set(_RULE_KEYS))
     if unknown:
-        raise _rule_error(index, pattern, f"unknown field(s) {', '.join(map(str, unknown))}; "
-                          f"known: {', '.join(_RULE_KEYS)}")
+        raise _rule_error(
+            index,
+            pattern,
+            f"unknown field(s) {', '.join(map(str, unknown))}; known: {', '.join(_RULE_KEYS)}",
+        )
     if not isinstance(pattern, str) or not pattern:
-        raise _rule_error(index, pattern, f"pattern must be a non-empty regex string, got "
-                          f"{pattern!r}")
+        raise _rule_error(
+            index, pattern, f"pattern must be a non-empty regex string, got {pattern!r}"
+        )
     try:
         regex = re.compile(pattern)
     except re.error as exc:
         raise _rule_error(index, pattern, f"pattern is not a valid regex: {exc}") from None
     provider = raw.get("provider")
     if provider is not None and (not isinstance(provider, str) or not provider.strip()):
-        raise _rule_error(index, pattern, f"provider must be a provider name or None, got "
-                          f"{provider!r}")
+        raise _rule_error(
+            index, pattern, f"provider must be a provider name or None, got {provider!r}"
+        )
     for field in ("input_per_mtok", "output_per_mtok"):
         if raw.get(field) is None:
             raise _rule_error(index, pattern, f"{field} is required")
     input_price = _rule_price(index, pattern, "input_per_mtok", raw["input_per_mtok"])
     optional = {
-        field: input_price if raw.get(field) is None
+        field: input_price
+        if raw.get(field) is None
         else _rule_price(index, pattern, field, raw[field])
         for field in ("cached_input_per_mtok", "cache_write_per_mtok")
     }
     return PriceRule(
-        index=index, pattern=pattern, regex=regex,
+        index=index,
+        pattern=pattern,
+        regex=regex,
         provider=_provider_key(provider),
         start=_rule_start(index, pattern, raw.get("start_date")),
         input_per_mtok=input_price,
@@ -358,9 +408,12 @@ def parse_deployments(raw: Any) -> dict[str, str]:
     if raw is None:
         return {}
     if not isinstance(raw, Mapping) or not all(
-            isinstance(k, str) and k and isinstance(v, str) and v for k, v in raw.items()):
-        raise ValueError("LLM_TRACKER_AZURE_DEPLOYMENTS must map deployment names to model "
-                         f"names (strings), got {raw!r}")
+        isinstance(k, str) and k and isinstance(v, str) and v for k, v in raw.items()
+    ):
+        raise ValueError(
+            "LLM_TRACKER_AZURE_DEPLOYMENTS must map deployment names to model "
+            f"names (strings), got {raw!r}"
+        )
     return dict(raw)
 
 
@@ -400,11 +453,13 @@ class Pricer:
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> Pricer:
         """A pricer for ``LLM_TRACKER_CUSTOM_PRICES`` / ``LLM_TRACKER_AZURE_DEPLOYMENTS``."""
-        return cls(config.get("LLM_TRACKER_CUSTOM_PRICES"),
-                   config.get("LLM_TRACKER_AZURE_DEPLOYMENTS"))
+        return cls(
+            config.get("LLM_TRACKER_CUSTOM_PRICES"), config.get("LLM_TRACKER_AZURE_DEPLOYMENTS")
+        )
 
-    def _resolve_uncached(self, provider: str | None, model: str,
-                          deployment: str | None) -> _Resolved:
+    def _resolve_uncached(
+        self, provider: str | None, model: str, deployment: str | None
+    ) -> _Resolved:
         pid = genai_provider_id(provider)
         names = [model]  # what rule patterns are matched against
         if deployment and deployment != model and pid in (None, "azure"):
@@ -419,9 +474,12 @@ class Pricer:
                 names.append(self.deployments[deployment])
                 lookups.append((self.deployments[deployment], deployment))
         pkey = _provider_key(provider)
-        rules = [r for r in self.rules
-                 if (r.provider is None or r.provider == pkey)
-                 and any(r.regex.fullmatch(name) for name in names)]
+        rules = [
+            r
+            for r in self.rules
+            if (r.provider is None or r.provider == pkey)
+            and any(r.regex.fullmatch(name) for name in names)
+        ]
         # Stable: among rules with the same start_date the one listed first wins.
         rules.sort(key=lambda r: r.start or datetime.min.replace(tzinfo=UTC), reverse=True)
         for name, via in lookups:
@@ -431,8 +489,7 @@ class Pricer:
                 source = f"genai-prices {GENAI_PRICES_VERSION}: {gp.id}/{gm.id}"
                 if via is not None:
                     source += f" (deployment {via})"
-                return _Resolved(tuple(rules), gp, gm, any(m is gm for m in gp.models),
-                                 source)
+                return _Resolved(tuple(rules), gp, gm, any(m is gm for m in gp.models), source)
         return _Resolved(tuple(rules), None, None, False, None)
 
     def knows(self, provider: str | None, model: str, deployment: str | None = None) -> bool:
@@ -449,10 +506,14 @@ class Pricer:
         resolved = self._resolve(row.get("provider"), row["model"], row.get("deployment"))
         created_at: datetime = row["created_at"]
         written_1h = meta.get("cache_write_1h_tokens")
-        tokens = TokenSplit(row["prompt_tokens"], row["cached_tokens"],
-                            row["cache_write_tokens"], row["completion_tokens"],
-                            row["reasoning_tokens"],
-                            written_1h if type(written_1h) is int and written_1h > 0 else 0)
+        tokens = TokenSplit(
+            row["prompt_tokens"],
+            row["cached_tokens"],
+            row["cache_write_tokens"],
+            row["completion_tokens"],
+            row["reasoning_tokens"],
+            written_1h if type(written_1h) is int and written_1h > 0 else 0,
+        )
         try:
             for rule in resolved.rules:
                 if rule.start is None or created_at >= rule.start:
@@ -460,18 +521,26 @@ class Pricer:
             if resolved.model is not None:
                 tier = meta.get("service_tier")
                 # genai-prices applies service-tier variants to a provider's own models only.
-                context = ({"service_tier": tier}
-                           if resolved.own_model and isinstance(tier, str) and tier else None)
+                context = (
+                    {"service_tier": tier}
+                    if resolved.own_model and isinstance(tier, str) and tier
+                    else None
+                )
                 model_price = resolved.model.get_prices(created_at, context)
                 return _columns(price_with_model_price(model_price, tokens), resolved.source)
         except Exception:  # a row that can't be priced is unpriced, never a failed write
-            logger.warning("llm_tracker: could not price %s (%s)", row["model"],
-                           row.get("provider"), exc_info=True)
+            logger.warning(
+                "llm_tracker: could not price %s (%s)",
+                row["model"],
+                row.get("provider"),
+                exc_info=True,
+            )
         return unpriced()
 
 
-def _columns(parts: tuple[Decimal, Decimal, Decimal, Decimal], source: str | None
-             ) -> dict[str, Any]:
+def _columns(
+    parts: tuple[Decimal, Decimal, Decimal, Decimal], source: str | None
+) -> dict[str, Any]:
     total, input_cost, output_cost, savings = parts
     # Rounded half-even to 1e-12 USD, the column's scale: exact for every price with up
     # to 6 decimal places per million tokens.

@@ -86,8 +86,9 @@ class Filters:
         if self.success is not None:
             found.append(source.success.is_(self.success))
         if self.priced is not None and source is LLMUsage:
-            found.append(LLMUsage.cost_usd.is_not(None) if self.priced
-                         else LLMUsage.cost_usd.is_(None))
+            found.append(
+                LLMUsage.cost_usd.is_not(None) if self.priced else LLMUsage.cost_usd.is_(None)
+            )
         return found
 
 
@@ -126,8 +127,11 @@ def _measures(source: Any, raw: bool, priced: bool | None, count_only: bool) -> 
         unpriced = func.sum(case((LLMUsage.cost_usd.is_(None), 1), else_=0))
         successful = func.sum(case((LLMUsage.success.is_(True), 1), else_=0))
     else:
-        calls = {None: func.sum(source.calls), True: func.sum(source.calls - source.unpriced_calls),
-                 False: func.sum(source.unpriced_calls)}[priced]
+        calls = {
+            None: func.sum(source.calls),
+            True: func.sum(source.calls - source.unpriced_calls),
+            False: func.sum(source.unpriced_calls),
+        }[priced]
         unpriced = func.sum(source.unpriced_calls)
         successful = func.sum(case((source.success.is_(True), source.calls), else_=0))
     found = [calls.label("calls")]
@@ -157,8 +161,13 @@ def _plan(spans: Sequence[Span], raw_only: bool) -> dict[Level | None, list[tupl
     return by_level
 
 
-def _part(level: Level | None, found: list[tuple[int, Any, Any]], filters: Filters,
-          group: str | None, count_only: bool) -> Select[Any]:
+def _part(
+    level: Level | None,
+    found: list[tuple[int, Any, Any]],
+    filters: Filters,
+    group: str | None,
+    count_only: bool,
+) -> Select[Any]:
     source: Any = LLMUsage if level is None else level.model
     when = LLMUsage.created_at if level is None else source.bucket
     key = getattr(source, group) if group else null()
@@ -168,16 +177,26 @@ def _part(level: Level | None, found: list[tuple[int, Any, Any]], filters: Filte
         # One piece: plain bounds (open ones allowed), no join.
         i, lo, hi = found[0]
         where += within(when, lo, hi)
-        stmt = (select(literal_column(str(i)).label("i"), key.label("g"), *measures)
-                .select_from(source))
+        stmt = select(literal_column(str(i)).label("i"), key.label("g"), *measures).select_from(
+            source
+        )
         return stmt.where(*where).group_by(*([key] if group else []))
     # Many pieces (a series' buckets): joined from a VALUES list, so the database walks
     # its time index once per piece.
     name = f"pieces_{level.table.name if level else 'raw'}"
-    cte = values(column("idx", Integer), column("lo", UTCDateTime()),
-                 column("hi", UTCDateTime()), name=name).data(found).cte(name)
-    stmt = (select(cte.c.idx.label("i"), key.label("g"), *measures)
-            .join_from(cte, source, and_(when >= cte.c.lo, when < cte.c.hi, *where)))
+    cte = (
+        values(
+            column("idx", Integer),
+            column("lo", UTCDateTime()),
+            column("hi", UTCDateTime()),
+            name=name,
+        )
+        .data(found)
+        .cte(name)
+    )
+    stmt = select(cte.c.idx.label("i"), key.label("g"), *measures).join_from(
+        cte, source, and_(when >= cte.c.lo, when < cte.c.hi, *where)
+    )
     return stmt.group_by(cte.c.idx, *([key] if group else []))
 
 
@@ -190,8 +209,13 @@ def _unkey(group: str | None, value: Any) -> Any:
     return value
 
 
-def aggregate(spans: Sequence[Span], filters: Filters = Filters(), group: str | None = None,
-              *, count_only: bool = False) -> dict[tuple[int, Any], Sums]:
+def aggregate(
+    spans: Sequence[Span],
+    filters: Filters = Filters(),
+    group: str | None = None,
+    *,
+    count_only: bool = False,
+) -> dict[tuple[int, Any], Sums]:
     """Sums per ``(span index, group value)`` of the calls ``filters`` select in each span.
 
     ``group`` names a key column of the raw table and the rollups (``"model"``...), None
@@ -199,8 +223,10 @@ def aggregate(spans: Sequence[Span], filters: Filters = Filters(), group: str | 
     absent.
     """
     raw_only = _RAW_SCAN.get() or (filters.priced is not None and not count_only)
-    parts = [_part(level, found, filters, group, count_only)
-             for level, found in _plan(spans, raw_only).items()]
+    parts = [
+        _part(level, found, filters, group, count_only)
+        for level, found in _plan(spans, raw_only).items()
+    ]
     if not parts:
         return {}
     stmt = union_all(*parts) if len(parts) > 1 else parts[0]

@@ -34,8 +34,15 @@ _TABLE: Table = LLMUsage.__table__  # type: ignore[assignment]
 _MAPPER = LLMUsage.__mapper__
 # Keyword arguments of record_usage beyond SPEC §1.2's named ones that map to columns.
 _EXTRA_COLUMNS = frozenset(
-    {"id", "run_id", "requested_model", "deployment", "node_name", "cache_write_tokens",
-     "latency_ms"}
+    {
+        "id",
+        "run_id",
+        "requested_model",
+        "deployment",
+        "node_name",
+        "cache_write_tokens",
+        "latency_ms",
+    }
 )
 # The counts a caller gives (the total is derived from two of them).
 _TOKEN_FIELDS = tuple(name for name in TOKEN_COLUMNS if name != "total_tokens")
@@ -70,10 +77,19 @@ def record_usage(
     if not model or not isinstance(model, str):
         raise ValueError("record_usage() needs a non-empty model name")
     values = _row_values(
-        model=model, prompt_tokens=prompt_tokens, completion_tokens=completion_tokens,
-        total_tokens=total_tokens, cached_tokens=cached_tokens,
-        reasoning_tokens=reasoning_tokens, success=success, error=error, user_id=user_id,
-        metadata=metadata, provider=provider, created_at=created_at, **extra,
+        model=model,
+        prompt_tokens=prompt_tokens,
+        completion_tokens=completion_tokens,
+        total_tokens=total_tokens,
+        cached_tokens=cached_tokens,
+        reasoning_tokens=reasoning_tokens,
+        success=success,
+        error=error,
+        user_id=user_id,
+        metadata=metadata,
+        provider=provider,
+        created_at=created_at,
+        **extra,
     )
     app = current_flask_app()
     values.update(get_pricer(app).price(values))
@@ -108,29 +124,45 @@ def keep_rows(app: Flask, rows: Sequence[Mapping[str, Any]], exc: BaseException)
     except OSError as io_exc:
         # The last place left is the log: the rows in full, so an operator can recover them.
         for values in rows:
-            logger.error("llm_tracker: database write failed (%s) and %s %s is not "
-                         "writable (%s); the row is only in this log line: %s",
-                         describe_error(exc),
-                         "the spool" if reason is None else "the dead-letter file",
-                         spool.path if reason is None else spool.dead.path, io_exc,
-                         encode_row(values))
+            logger.error(
+                "llm_tracker: database write failed (%s) and %s %s is not "
+                "writable (%s); the row is only in this log line: %s",
+                describe_error(exc),
+                "the spool" if reason is None else "the dead-letter file",
+                spool.path if reason is None else spool.dead.path,
+                io_exc,
+                encode_row(values),
+            )
         return
     if reason is None:
-        logger.warning("llm_tracker: database write failed (%s); %s spooled to %s",
-                       describe_error(exc), "row" if len(rows) == 1 else f"{len(rows)} rows",
-                       spool.path)
+        logger.warning(
+            "llm_tracker: database write failed (%s); %s spooled to %s",
+            describe_error(exc),
+            "row" if len(rows) == 1 else f"{len(rows)} rows",
+            spool.path,
+        )
     else:
-        logger.error("llm_tracker: %s; row dead-lettered to %s (flask spool dead)", reason,
-                     spool.dead.path)
+        logger.error(
+            "llm_tracker: %s; row dead-lettered to %s (flask spool dead)", reason, spool.dead.path
+        )
 
 
-def _row_values(*, model: str, total_tokens: int | None, metadata: Mapping[str, Any] | None,
-                created_at: datetime | None, **fields: Any) -> dict[str, Any]:
+def _row_values(
+    *,
+    model: str,
+    total_tokens: int | None,
+    metadata: Mapping[str, Any] | None,
+    created_at: datetime | None,
+    **fields: Any,
+) -> dict[str, Any]:
     values: dict[str, Any] = {k: v for k, v in fields.items()}
     for name in _TOKEN_FIELDS:
         values[name] = _count(name, values.get(name))
-    values["total_tokens"] = (values["prompt_tokens"] + values["completion_tokens"]
-                              if total_tokens is None else _count("total_tokens", total_tokens))
+    values["total_tokens"] = (
+        values["prompt_tokens"] + values["completion_tokens"]
+        if total_tokens is None
+        else _count("total_tokens", total_tokens)
+    )
     meta = dict(metadata or {})
     node_name = values.get("node_name") or meta.get("node_name") or "unknown"
     meta["node_name"] = values["node_name"] = str(node_name)
@@ -163,8 +195,11 @@ _INT32_MAX = 2**31 - 1
 _MAX_META_DEPTH = 32
 _SURROGATE = re.compile("[\ud800-\udfff]")
 # Bounded text columns and their lengths (model, node_name, provider...); run_id apart.
-_TEXT_LIMITS = {col.key: col.type.length for col in _TABLE.c
-                if isinstance(col.type, String) and col.type.length and col.key != "run_id"}
+_TEXT_LIMITS = {
+    col.key: col.type.length
+    for col in _TABLE.c
+    if isinstance(col.type, String) and col.type.length and col.key != "run_id"
+}
 
 
 def clean_text(value: str, limit: int | None = None) -> str:
@@ -176,7 +211,7 @@ def clean_text(value: str, limit: int | None = None) -> str:
     if _SURROGATE.search(value):
         value = _SURROGATE.sub("\ufffd", value)
     if limit is not None and len(value) > limit:
-        value = value[:limit - len(CUT_MARK)] + CUT_MARK
+        value = value[: limit - len(CUT_MARK)] + CUT_MARK
     return value
 
 
@@ -325,8 +360,10 @@ def insert_rows(conn: Connection, rows: Sequence[Mapping[str, Any]]) -> int:
     if stmt is None:
         module = postgresql if conn.dialect.name == "postgresql" else sqlite
         stmt = _INSERT_MANY[conn.dialect.name] = (
-            module.insert(_TABLE).on_conflict_do_nothing(index_elements=["run_id"])
-            .returning(_TABLE.c.run_id))
+            module.insert(_TABLE)
+            .on_conflict_do_nothing(index_elements=["run_id"])
+            .returning(_TABLE.c.run_id)
+        )
     inserted = set(conn.execute(stmt, [{**_ALL_NONE, **row} for row in rows]).scalars())
     added = []
     for row in rows:
@@ -447,8 +484,13 @@ class DeadLetter:
 class DeadLetters(_LockedFile):
     """Rows replay must not retry: kept with their reason, listed by ``flask spool dead``."""
 
-    def append(self, values: Mapping[str, Any] | None = None, *, reason: str | None,
-               line: str | None = None) -> None:
+    def append(
+        self,
+        values: Mapping[str, Any] | None = None,
+        *,
+        reason: str | None,
+        line: str | None = None,
+    ) -> None:
         """Keep one refused row (or an unreadable ``line``) with ``reason``, durably."""
         row = json.loads(encode_row(values)) if values is not None else None
         if line is not None:
@@ -470,11 +512,16 @@ class DeadLetters(_LockedFile):
         for line in lines:
             try:
                 entry = json.loads(line)
-                found.append(DeadLetter(str(entry["reason"]), str(entry["dead_at"]),
-                                        entry.get("row"), entry.get("line")))
+                found.append(
+                    DeadLetter(
+                        str(entry["reason"]),
+                        str(entry["dead_at"]),
+                        entry.get("row"),
+                        entry.get("line"),
+                    )
+                )
             except (ValueError, KeyError, TypeError):
-                found.append(DeadLetter("unreadable dead-letter line", "", None,
-                                        line.rstrip("\n")))
+                found.append(DeadLetter("unreadable dead-letter line", "", None, line.rstrip("\n")))
         return found
 
 
@@ -565,15 +612,16 @@ class Spool(_LockedFile):
                         self._write(batch, result, engine or db.engine)
                     except _Outage as outage:
                         result.error = str(outage)
-                        kept = [line for line, _ in batch] + lines[n + 1:]
+                        kept = [line for line, _ in batch] + lines[n + 1 :]
                         break
                     batch = []
             self._rewrite(kept)
             result.remaining = len(kept)
         return result
 
-    def _write(self, batch: list[tuple[str, dict[str, Any]]], result: ReplayResult,
-               engine: Engine) -> None:
+    def _write(
+        self, batch: list[tuple[str, dict[str, Any]]], result: ReplayResult, engine: Engine
+    ) -> None:
         # One transaction per batch; a data error splits it in halves until the refused
         # row stands alone, so every other row is written.
         try:
@@ -584,8 +632,9 @@ class Spool(_LockedFile):
             if is_outage(exc):
                 raise _Outage(describe_error(exc)) from exc
             if len(batch) == 1:
-                self.dead.append(batch[0][1],
-                                 reason=f"database refused the row: {describe_error(exc)}")
+                self.dead.append(
+                    batch[0][1], reason=f"database refused the row: {describe_error(exc)}"
+                )
                 result.dead += 1
                 return
             half = len(batch) // 2
@@ -599,8 +648,9 @@ class Spool(_LockedFile):
 def get_spool(app: Flask | None = None) -> Spool:
     """The spool configured for ``app`` (default: the current app)."""
     app = app or current_app
-    return Spool(app.config["LLM_TRACKER_SPOOL_PATH"],
-                 app.config.get("LLM_TRACKER_DEAD_LETTER_PATH"))
+    return Spool(
+        app.config["LLM_TRACKER_SPOOL_PATH"], app.config.get("LLM_TRACKER_DEAD_LETTER_PATH")
+    )
 
 
 # Last: the writer builds on everything above.

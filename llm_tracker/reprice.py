@@ -17,12 +17,28 @@ from .rollup import add_delta, apply_deltas, cost_delta, lock_writers, rollup_ke
 
 _TABLE = cast(Table, LLMUsage.__table__)
 _C = _TABLE.c
-_READ = (_C.id, _C.created_at, _C.model, _C.provider, _C.deployment, _C.prompt_tokens,
-         _C.completion_tokens, _C.cached_tokens, _C.cache_write_tokens, _C.reasoning_tokens,
-         _C["metadata"], _C.user_id, _C.node_name, _C.success,
-         *(_C[name] for name in PRICE_COLUMNS))
-_UPDATE = (update(_TABLE).where(_C.id == bindparam("b_id"))
-           .values({name: bindparam(name) for name in PRICE_COLUMNS}))
+_READ = (
+    _C.id,
+    _C.created_at,
+    _C.model,
+    _C.provider,
+    _C.deployment,
+    _C.prompt_tokens,
+    _C.completion_tokens,
+    _C.cached_tokens,
+    _C.cache_write_tokens,
+    _C.reasoning_tokens,
+    _C["metadata"],
+    _C.user_id,
+    _C.node_name,
+    _C.success,
+    *(_C[name] for name in PRICE_COLUMNS),
+)
+_UPDATE = (
+    update(_TABLE)
+    .where(_C.id == bindparam("b_id"))
+    .values({name: bindparam(name) for name in PRICE_COLUMNS})
+)
 _ZERO = Decimal(0)
 
 
@@ -71,9 +87,14 @@ def _range(since: datetime, until: datetime | None) -> list[Any]:
     return within(_C.created_at, as_utc(since), as_utc(until) if until is not None else None)
 
 
-def reprice(since: datetime, until: datetime | None = None, *, dry_run: bool = False,
-            batch_size: int = 1000, on_batch: Callable[[int], None] | None = None
-            ) -> RepriceReport:
+def reprice(
+    since: datetime,
+    until: datetime | None = None,
+    *,
+    dry_run: bool = False,
+    batch_size: int = 1000,
+    on_batch: Callable[[int], None] | None = None,
+) -> RepriceReport:
     """Price again every row created in ``[since, until)`` and store what changed.
 
     Works in batches of ``batch_size`` rows, keyset-paginated on ``(created_at, id)``,
@@ -88,8 +109,9 @@ def reprice(since: datetime, until: datetime | None = None, *, dry_run: bool = F
     while True:
         query = select(*_READ).where(*where)
         if last is not None:
-            query = query.where(or_(_C.created_at > last[0],
-                                    and_(_C.created_at == last[0], _C.id > last[1])))
+            query = query.where(
+                or_(_C.created_at > last[0], and_(_C.created_at == last[0], _C.id > last[1]))
+            )
         query = query.order_by(_C.created_at, _C.id).limit(batch_size)
         with db.engine.begin() as conn:
             if not dry_run:
@@ -136,15 +158,31 @@ class MissingPrice:
 def missing_prices() -> list[MissingPrice]:
     """Models with unpriced rows (cost NULL), most calls first."""
     calls = func.count().label("calls")
-    query = (select(_C.provider, _C.model, _C.deployment, calls,
-                    func.min(_C.created_at).label("first_seen"),
-                    func.max(_C.created_at).label("last_seen"))
-             .where(_C.cost_usd.is_(None))
-             .group_by(_C.provider, _C.model, _C.deployment)
-             .order_by(calls.desc(), _C.model))
+    query = (
+        select(
+            _C.provider,
+            _C.model,
+            _C.deployment,
+            calls,
+            func.min(_C.created_at).label("first_seen"),
+            func.max(_C.created_at).label("last_seen"),
+        )
+        .where(_C.cost_usd.is_(None))
+        .group_by(_C.provider, _C.model, _C.deployment)
+        .order_by(calls.desc(), _C.model)
+    )
     pricer = get_pricer()
     with db.engine.connect() as conn:
         rows = conn.execute(query).all()
-    return [MissingPrice(r.provider, r.model, r.deployment, r.calls, as_utc(r.first_seen),
-                         as_utc(r.last_seen), pricer.knows(r.provider, r.model, r.deployment))
-            for r in rows]
+    return [
+        MissingPrice(
+            r.provider,
+            r.model,
+            r.deployment,
+            r.calls,
+            as_utc(r.first_seen),
+            as_utc(r.last_seen),
+            pricer.knows(r.provider, r.model, r.deployment),
+        )
+        for r in rows
+    ]

@@ -90,14 +90,19 @@ class Level:
         # same text cut down. Constants are literal so the expression compiles identically
         # in the select list and the GROUP BY.
         if self.step == timedelta(days=1):
-            return (func.substr(created_at, literal_column("1"), literal_column("10"))
-                    .op("||")(literal_column("' 00:00:00.000000'")))
-        minute = cast(func.substr(created_at, literal_column("15"), literal_column("2")),
-                      Integer)
-        return (func.substr(created_at, literal_column("1"), literal_column("14"))
-                .op("||")(func.printf(literal_column("'%02d'"),
-                                      minute // literal_column("15") * literal_column("15")))
-                .op("||")(literal_column("':00.000000'")))
+            return func.substr(created_at, literal_column("1"), literal_column("10")).op("||")(
+                literal_column("' 00:00:00.000000'")
+            )
+        minute = cast(func.substr(created_at, literal_column("15"), literal_column("2")), Integer)
+        return (
+            func.substr(created_at, literal_column("1"), literal_column("14"))
+            .op("||")(
+                func.printf(
+                    literal_column("'%02d'"), minute // literal_column("15") * literal_column("15")
+                )
+            )
+            .op("||")(literal_column("':00.000000'"))
+        )
 
 
 QUARTER = Level("15 minutes", LLMUsageRollup, timedelta(minutes=15))
@@ -126,8 +131,7 @@ def lock_writers(conn: Connection) -> None:
 Piece = tuple[Level | None, datetime | None, datetime | None]
 
 
-def within(column: Any, lo: datetime | None,
-           hi: datetime | None) -> list[ColumnElement[bool]]:
+def within(column: Any, lo: datetime | None, hi: datetime | None) -> list[ColumnElement[bool]]:
     """Conditions putting ``column`` (a time or a bucket) in ``[lo, hi)``; None: open."""
     found = []
     if lo is not None:
@@ -184,8 +188,7 @@ def rollup_select(source: FromClause, dialect: str, level: Level, *where: Any) -
         *(func.coalesce(func.sum(c[name]), zero) for name in MONEY_COLUMNS),
     )
     # SQLite needs a WHERE before ON CONFLICT to parse an INSERT ... SELECT upsert.
-    return (select(*keys, *sums).select_from(source).where(*(where or (true(),)))
-            .group_by(*keys))
+    return select(*keys, *sums).select_from(source).where(*(where or (true(),))).group_by(*keys)
 
 
 def _upsert(dialect: str, level: Level, rows: Select[Any]) -> Any:
@@ -199,31 +202,50 @@ def _upsert(dialect: str, level: Level, rows: Select[Any]) -> Any:
 
 
 # Raw columns a rollup row is computed from.
-_SOURCE_COLUMNS = ("created_at", "model", "provider", "user_id", "node_name", "success",
-                   *TOKEN_COLUMNS, *MONEY_COLUMNS)
+_SOURCE_COLUMNS = (
+    "created_at",
+    "model",
+    "provider",
+    "user_id",
+    "node_name",
+    "success",
+    *TOKEN_COLUMNS,
+    *MONEY_COLUMNS,
+)
 
 
 def insert_with_rollup_statement(dialect: str) -> Any:
     """PostgreSQL: one statement that inserts the raw row unless its run_id exists and, only
     if it did insert, adds it to its rollup rows; returns a row exactly when it inserted."""
     values = {col.key: bindparam(col.key, type_=col.type) for col in _RAW.c}
-    ins = (postgresql.insert(_RAW).values(values)
-           .on_conflict_do_nothing(index_elements=["run_id"])
-           .returning(*(_RAW.c[name] for name in _SOURCE_COLUMNS))
-           .cte("ins"))
+    ins = (
+        postgresql.insert(_RAW)
+        .values(values)
+        .on_conflict_do_nothing(index_elements=["run_id"])
+        .returning(*(_RAW.c[name] for name in _SOURCE_COLUMNS))
+        .cte("ins")
+    )
     # Data-modifying CTEs run whether or not the main statement reads them.
-    quarter = (_upsert(dialect, QUARTER, rollup_select(ins, dialect, QUARTER))
-               .returning(QUARTER.table.c.calls).cte("quarter"))
-    return (_upsert(dialect, DAY, rollup_select(ins, dialect, DAY))
-            .add_cte(ins, quarter).returning(DAY.table.c.calls))
+    quarter = (
+        _upsert(dialect, QUARTER, rollup_select(ins, dialect, QUARTER))
+        .returning(QUARTER.table.c.calls)
+        .cte("quarter")
+    )
+    return (
+        _upsert(dialect, DAY, rollup_select(ins, dialect, DAY))
+        .add_cte(ins, quarter)
+        .returning(DAY.table.c.calls)
+    )
 
 
 def _sqlite_upsert_sql(level: Level) -> str:
     columns = ", ".join((*KEY_COLUMNS, *SUM_COLUMNS))
     marks = ", ".join("?" * (len(KEY_COLUMNS) + len(SUM_COLUMNS)))
     sums = ", ".join(f"{name} = {name} + excluded.{name}" for name in SUM_COLUMNS)
-    return (f"INSERT INTO {level.table.name} ({columns}) VALUES ({marks}) "
-            f"ON CONFLICT ({', '.join(KEY_COLUMNS)}) DO UPDATE SET {sums}")
+    return (
+        f"INSERT INTO {level.table.name} ({columns}) VALUES ({marks}) "
+        f"ON CONFLICT ({', '.join(KEY_COLUMNS)}) DO UPDATE SET {sums}"
+    )
 
 
 _SQLITE_UPSERTS = [(_sqlite_upsert_sql(level), level) for level in LEVELS]
@@ -239,10 +261,17 @@ def sqlite_upserts(values: Mapping[str, Any]) -> list[tuple[str, tuple[Any, ...]
     created = as_utc(values["created_at"])
     provider, user_id = values.get("provider"), values.get("user_id")
     cost = values.get("cost_usd")
-    rest = (values["model"], NO_PROVIDER if provider is None else provider,
-            NO_USER if user_id is None else user_id, values["node_name"],
-            bool(values["success"]), 1, *(values[name] for name in TOKEN_COLUMNS),
-            int(cost is None), *(_units(values.get(name)) for name in MONEY_COLUMNS))
+    rest = (
+        values["model"],
+        NO_PROVIDER if provider is None else provider,
+        NO_USER if user_id is None else user_id,
+        values["node_name"],
+        bool(values["success"]),
+        1,
+        *(values[name] for name in TOKEN_COLUMNS),
+        int(cost is None),
+        *(_units(values.get(name)) for name in MONEY_COLUMNS),
+    )
     result = []
     for sql, level in _SQLITE_UPSERTS:
         # UTCDateTime's SQLite text (SQLAlchemy's format): naive UTC, six decimals.
@@ -278,10 +307,14 @@ def add_rows(conn: Connection, rows: Sequence[Mapping[str, Any]]) -> None:
         sums: dict[tuple[Any, ...], dict[str, Any]] = {}
         for row in rows:
             provider, user_id = row.get("provider"), row.get("user_id")
-            key = (level.floor(row["created_at"]), row["model"],
-                   NO_PROVIDER if provider is None else provider,
-                   NO_USER if user_id is None else user_id, row["node_name"],
-                   bool(row["success"]))
+            key = (
+                level.floor(row["created_at"]),
+                row["model"],
+                NO_PROVIDER if provider is None else provider,
+                NO_USER if user_id is None else user_id,
+                row["node_name"],
+                bool(row["success"]),
+            )
             total = sums.get(key)
             if total is None:
                 total = sums[key] = _zero_sums()
@@ -291,8 +324,10 @@ def add_rows(conn: Connection, rows: Sequence[Mapping[str, Any]]) -> None:
             total["unpriced_calls"] += row.get("cost_usd") is None
             for name in MONEY_COLUMNS:
                 total[name] += row.get(name) or 0
-        params = [{**dict(zip(KEY_COLUMNS, key, strict=True)), **total}
-                  for key, total in sorted(sums.items())]
+        params = [
+            {**dict(zip(KEY_COLUMNS, key, strict=True)), **total}
+            for key, total in sorted(sums.items())
+        ]
         if params:
             conn.execute(_batch_upsert(dialect, level), params)
 
@@ -306,10 +341,16 @@ def raw_columns() -> tuple[str, ...]:
 
 
 def _apply_statement(table: Table) -> Any:
-    return (update(table)
-            .where(*(table.c[name] == bindparam(f"k_{name}") for name in KEY_COLUMNS))
-            .values({name: table.c[name] + bindparam(f"d_{name}", type_=table.c[name].type)
-                     for name in ("unpriced_calls", *MONEY_COLUMNS)}))
+    return (
+        update(table)
+        .where(*(table.c[name] == bindparam(f"k_{name}") for name in KEY_COLUMNS))
+        .values(
+            {
+                name: table.c[name] + bindparam(f"d_{name}", type_=table.c[name].type)
+                for name in ("unpriced_calls", *MONEY_COLUMNS)
+            }
+        )
+    )
 
 
 _APPLY_DELTAS = {level.name: _apply_statement(level.table) for level in LEVELS}
@@ -319,15 +360,21 @@ def rollup_keys(row: Mapping[str, Any]) -> list[tuple[Any, ...]]:
     """The rollup keys of one raw row (a mapping of its columns), one per level."""
     provider = row["provider"]
     user_id = row["user_id"]
-    rest = (row["model"], NO_PROVIDER if provider is None else provider,
-            NO_USER if user_id is None else user_id, row["node_name"], bool(row["success"]))
+    rest = (
+        row["model"],
+        NO_PROVIDER if provider is None else provider,
+        NO_USER if user_id is None else user_id,
+        row["node_name"],
+        bool(row["success"]),
+    )
     return [(level.name, level.floor(row["created_at"]), *rest) for level in LEVELS]
 
 
 def cost_delta(old: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, Any]:
     """What moving a raw row from ``old`` to ``new`` price columns adds to its rollup."""
     delta: dict[str, Any] = {
-        "unpriced_calls": int(new["cost_usd"] is None) - int(old["cost_usd"] is None)}
+        "unpriced_calls": int(new["cost_usd"] is None) - int(old["cost_usd"] is None)
+    }
     for name in MONEY_COLUMNS:
         delta[name] = (new[name] or Decimal(0)) - (old[name] or Decimal(0))
     return delta
@@ -355,12 +402,17 @@ def add_delta(total: dict[str, Any], delta: Mapping[str, Any]) -> None:
 # --- rebuild --------------------------------------------------------------------------
 
 
-def rebuild_windows(since: datetime | None, step: timedelta) -> list[tuple[datetime | None,
-                                                                          datetime | None]]:
+def rebuild_windows(
+    since: datetime | None, step: timedelta
+) -> list[tuple[datetime | None, datetime | None]]:
     """The ``[lo, hi)`` windows ``rebuild`` works through; the first lo / last hi are open."""
     with db.engine.connect() as conn:
-        first, last = typed("tuple[datetime | None, datetime | None]", tuple(conn.execute(
-            select(func.min(_RAW.c.created_at), func.max(_RAW.c.created_at))).one()))
+        first, last = typed(
+            "tuple[datetime | None, datetime | None]",
+            tuple(
+                conn.execute(select(func.min(_RAW.c.created_at), func.max(_RAW.c.created_at))).one()
+            ),
+        )
     start = DAY.floor(since) if since is not None else None
     if first is None or last is None or (start is not None and as_utc(last) < start):
         return [(start, None)]  # no raw rows in range: one window clears the rollups
@@ -377,9 +429,13 @@ def rebuild_windows(since: datetime | None, step: timedelta) -> list[tuple[datet
     return windows
 
 
-def rebuild(since: datetime | None = None, *, step: timedelta = timedelta(days=1),
-            on_batch: Callable[[int], None] | None = None,
-            windows: list[tuple[datetime | None, datetime | None]] | None = None) -> int:
+def rebuild(
+    since: datetime | None = None,
+    *,
+    step: timedelta = timedelta(days=1),
+    on_batch: Callable[[int], None] | None = None,
+    windows: list[tuple[datetime | None, datetime | None]] | None = None,
+) -> int:
     """Recompute both rollup levels from the UTC day of ``since`` on (all when None).
 
     One short transaction per ``step`` (whole days) of time: it deletes that window's
@@ -414,10 +470,10 @@ def rebuild_window(lo: datetime | None, hi: datetime | None) -> int:
             table = level.table
             where = within(table.c.bucket, lo, hi)
             conn.execute(delete(table).where(*where))
-            conn.execute(_upsert(dialect, level, rollup_select(_RAW, dialect, level,
-                                                               *where_raw)))
+            conn.execute(_upsert(dialect, level, rollup_select(_RAW, dialect, level, *where_raw)))
             # Counted, not rowcount: psycopg reports -1 for an INSERT ... ON CONFLICT.
             if level is QUARTER:
                 written = conn.execute(
-                    select(func.count()).select_from(table).where(*where)).scalar_one()
+                    select(func.count()).select_from(table).where(*where)
+                ).scalar_one()
         return written

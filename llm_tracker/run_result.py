@@ -122,10 +122,16 @@ def read_result(response: LLMResult | None, error: BaseException | None = None) 
         meta["cache_write_1h_tokens"] = usage.cache_write_1h_tokens
     # OpenAI reports the tier that served the call ("flex", "priority"...): its price.
     info = getattr(gen, "generation_info", None) or {}
-    tier = (response_meta.get("service_tier") or info.get("service_tier")
-            or llm_output.get("service_tier"))
+    tier = (
+        response_meta.get("service_tier")
+        or info.get("service_tier")
+        or llm_output.get("service_tier")
+    )
     if isinstance(tier, str) and tier not in ("default", "auto"):
         meta["service_tier"] = tier
-    served = (response_meta.get("model_name") or response_meta.get("model")
-              or llm_output.get("model_name"))
+    served = (
+        response_meta.get("model_name")
+        or response_meta.get("model")
+        or llm_output.get("model_name")
+    )
     return RunResult(usage, normalise_model(served), meta)

@@ -33,8 +33,16 @@ from .llm_usage_stats import GRANULARITIES, get_token_stats_from_query
 from .models import is_admin
 from .params import USER_ID_MAX, USER_ID_MIN, parse_tz, parse_when
 
-__all__ = ["ADMIN_REQUIRED", "LOGIN_REQUIRED", "LLMUsageExportQuery", "LLMUsageQuery",
-           "TokenStatsQuery", "bp", "is_admin", "register_error_handlers"]
+__all__ = [
+    "ADMIN_REQUIRED",
+    "LOGIN_REQUIRED",
+    "LLMUsageExportQuery",
+    "LLMUsageQuery",
+    "TokenStatsQuery",
+    "bp",
+    "is_admin",
+    "register_error_handlers",
+]
 
 bp = Blueprint("llm_tracker_admin", __name__)
 
@@ -61,8 +69,7 @@ class _Query(Schema):
         unknown = RAISE
 
     start_date = fields.String(validate=_checked(lambda v: parse_when(v, name="start_date")))
-    end_date = fields.String(validate=_checked(
-        lambda v: parse_when(v, name="end_date", end=True)))
+    end_date = fields.String(validate=_checked(lambda v: parse_when(v, name="end_date", end=True)))
     user_id = fields.Integer(strict=False, validate=_USER_ID)
     tz = fields.String(validate=_checked(parse_tz))
 
@@ -89,18 +96,15 @@ class LLMUsageExportQuery(_Query):
 
     model = fields.String(validate=_MODEL_NAME)  # a case-insensitive substring
     model_exact = fields.String(validate=_MODEL_NAME)  # one model name, exactly
-    success = fields.Boolean(truthy={"true", "True", "TRUE"},
-                             falsy={"false", "False", "FALSE"})
-    priced = fields.Boolean(truthy={"true", "True", "TRUE"},
-                            falsy={"false", "False", "FALSE"})
+    success = fields.Boolean(truthy={"true", "True", "TRUE"}, falsy={"false", "False", "FALSE"})
+    priced = fields.Boolean(truthy={"true", "True", "TRUE"}, falsy={"false", "False", "FALSE"})
 
 
 class LLMUsageQuery(LLMUsageExportQuery):
     """Query parameters of ``GET llm-usage/``."""
 
     page = fields.Integer(strict=False, validate=validate.Range(min=1, max=MAX_PAGE))
-    page_size = fields.Integer(strict=False,
-                               validate=validate.Range(min=1, max=MAX_PAGE_SIZE))
+    page_size = fields.Integer(strict=False, validate=validate.Range(min=1, max=MAX_PAGE_SIZE))
 
 
 def _load(schema: Schema) -> dict[str, Any]:
@@ -182,4 +186,3 @@ def _json_error(exc: HTTPException) -> BaseResponse:
 def register_error_handlers(app: Flask) -> None:
     """Make every HTTP error of ``app`` a JSON ``{"error": "..."}`` response."""
     app.register_error_handler(HTTPException, _json_error)
-

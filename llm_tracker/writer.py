@@ -59,8 +59,9 @@ _REGISTRY_LOCK = threading.Lock()
 
 def journal_dir(app: Flask) -> str:
     """The folder of ``app``'s journals, under ``LLM_TRACKER_INSTANCE_PATH``."""
-    return os.path.join(app.config.get("LLM_TRACKER_INSTANCE_PATH") or app.instance_path,
-                        "llm_tracker_journal")
+    return os.path.join(
+        app.config.get("LLM_TRACKER_INSTANCE_PATH") or app.instance_path, "llm_tracker_journal"
+    )
 
 
 class _Segment:
@@ -177,8 +178,7 @@ class BackgroundWriter:
         return current
 
     def _start(self) -> None:
-        self._thread = threading.Thread(target=self._run, name="llm_tracker-writer",
-                                        daemon=True)
+        self._thread = threading.Thread(target=self._run, name="llm_tracker-writer", daemon=True)
         self._thread.start()
 
     # --- the writer thread ---------------------------------------------------------
@@ -205,8 +205,11 @@ class BackgroundWriter:
                 if self._closing and not self._queue:
                     return None
                 wait = (self._backoff or self.interval) - (time.monotonic() - waited_since)
-                ready = self._queue and (len(self._queue) >= self.batch_size or wait <= 0
-                                         or (self._flushing and not self._backoff))
+                ready = self._queue and (
+                    len(self._queue) >= self.batch_size
+                    or wait <= 0
+                    or (self._flushing and not self._backoff)
+                )
                 if ready:
                     break
                 if self._flushing and self._backoff:
@@ -258,8 +261,11 @@ class BackgroundWriter:
     def _replay_spool(self) -> None:
         result = get_spool(self.app).replay(engine=self.engine())
         if result.written or result.dead:
-            logger.warning("llm_tracker: the database is back: %d spooled row(s) written, "
-                           "%d dead-lettered", result.written, result.dead)
+            logger.warning(
+                "llm_tracker: the database is back: %d spooled row(s) written, %d dead-lettered",
+                result.written,
+                result.dead,
+            )
 
     def _retire_segments(self) -> None:
         # Called with the lock held: segments whose rows are all committed are deleted; the
@@ -285,12 +291,23 @@ def writer_engine(app: Flask) -> Engine:
     timeout_s = float(app.config.get("LLM_TRACKER_WRITER_TIMEOUT_S", 10))
     if url.get_backend_name() == "postgresql":
         ms = int(timeout_s * 1000)
-        options = " ".join(filter(None, [url.query.get("options"),  # type: ignore[list-item]
-                                         f"-c statement_timeout={ms}"]))
+        options = " ".join(
+            filter(
+                None,
+                [
+                    url.query.get("options"),  # type: ignore[list-item]
+                    f"-c statement_timeout={ms}",
+                ],
+            )
+        )
         url = url.update_query_dict({"options": options})
-        return create_engine(url, pool_size=1, max_overflow=1, pool_pre_ping=True,
-                             connect_args={"connect_timeout": max(int(timeout_s), 1),
-                                           "tcp_user_timeout": ms})
+        return create_engine(
+            url,
+            pool_size=1,
+            max_overflow=1,
+            pool_pre_ping=True,
+            connect_args={"connect_timeout": max(int(timeout_s), 1), "tcp_user_timeout": ms},
+        )
     # SQLite: the app's engine already applies WAL and a busy timeout to each connection.
     return db.engine
 
@@ -317,11 +334,16 @@ def replay_orphans(app: Flask) -> int:
                     except FileNotFoundError:
                         pass
             elif result.error is not None:
-                logger.warning("llm_tracker: journal %s kept (%d row(s)): %s", path,
-                               result.remaining, result.error)
+                logger.warning(
+                    "llm_tracker: journal %s kept (%d row(s)): %s",
+                    path,
+                    result.remaining,
+                    result.error,
+                )
     if written:
-        logger.warning("llm_tracker: %d row(s) from the journals of dead processes written",
-                       written)
+        logger.warning(
+            "llm_tracker: %d row(s) from the journals of dead processes written", written
+        )
     return written
 
 
@@ -355,7 +377,8 @@ def close_writer(app: Flask, timeout: float | None = None) -> None:
     """Flush ``app``'s writer in this process and stop it (an app shutting down)."""
     writer = _WRITERS.pop(id(app), None)
     if writer is not None and writer.pid == os.getpid():
-        writer.close(timeout)
+        with app.app_context():
+            writer.close(timeout)
 
 
 def flush(timeout: float | None = None) -> int:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import os
 import uuid
 
@@ -11,8 +12,11 @@ from sqlalchemy.engine import make_url
 
 from admin_app import create_app
 from llm_tracker import db
+from llm_tracker.writer import close_writer
 
 PG_URL = os.environ.get("LLM_TRACKER_TEST_POSTGRES_URL")
+# The write mode every test app uses (unset: the product's default).
+WRITE_MODE = os.environ.get("LLM_TRACKER_TEST_WRITE_MODE")
 BACKENDS = ["sqlite"] + (["postgresql"] if PG_URL else [])
 
 
@@ -41,13 +45,18 @@ def make_app(database_url, tmp_path):
     apps = []
 
     def factory(create_tables: bool = True, **config):
-        app = create_app({
-            "TESTING": True,
-            "SECRET_KEY": "test-secret",
-            "SQLALCHEMY_DATABASE_URI": database_url,
-            "LLM_TRACKER_SPOOL_PATH": str(tmp_path / "spool.jsonl"),
-            **config,
-        })
+        app = create_app(
+            {
+                "TESTING": True,
+                "SECRET_KEY": "test-secret",
+                "SQLALCHEMY_DATABASE_URI": database_url,
+                "LLM_TRACKER_SPOOL_PATH": str(tmp_path / "spool.jsonl"),
+                # The journal too: every test keeps its own.
+                "LLM_TRACKER_INSTANCE_PATH": str(tmp_path),
+                **({"LLM_TRACKER_WRITE_MODE": WRITE_MODE} if WRITE_MODE else {}),
+                **config,
+            }
+        )
         if create_tables:
             with app.app_context():
                 db.create_all()
@@ -56,6 +65,7 @@ def make_app(database_url, tmp_path):
 
     yield factory
     for app in apps:
+        close_writer(app, timeout=30)
         with app.app_context():
             db.session.remove()
             db.engine.dispose()
@@ -102,7 +112,30 @@ def _fake_provider_server():
 def fake_provider(_fake_provider_server):
     """The fake OpenAI / Azure / Gemini server on 127.0.0.1, reset for this test."""
     _fake_provider_server.reset()
-    return _fake_provider_server
+    yield _fake_provider_server
+    gc.collect()  # this test's SDK clients, under its SDK_UNCLOSED filter (below)
+
+
+# The SDK clients a test builds (get_llm_service() builds new ones for each service,
+# sdk_support one per model) keep pooled connections to the fake provider and close them
+# only in their __del__, and an async client's connections belong to the event loop of an
+# asyncio.run() that has ended. Once such a client is in a reference cycle (pytest.raises
+# keeps the traceback, and the traceback the frames that hold the model), the collector
+# may finalize a socket before the client that would have closed it: "unclosed <socket"
+# or "unclosed transport" ResourceWarnings from openai, google-genai and anthropic's httpx
+# pools. A ResourceWarning names no module to filter on (it is raised in whatever frame
+# the collector interrupts), so this ignore applies to the tests that use the fake
+# provider only; the fixture collects their garbage before the next test starts.
+SDK_UNCLOSED = (
+    r"ignore:unclosed (<socket\.socket |transport <_SelectorSocketTransport )"
+    ":ResourceWarning"
+)
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        if "fake_provider" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.filterwarnings(SDK_UNCLOSED))
 
 
 # --- users and logging in ----------------------------------------------------------------
@@ -118,8 +151,13 @@ def create_test_user(app, username, password, *, admin=False, active=True):
     from llm_tracker import User
 
     with app.app_context():
-        user = User(username=username, is_staff=admin, is_superuser=admin, is_active=active,
-                    password_hash=generate_password_hash(password, method="pbkdf2:sha256:1000"))
+        user = User(
+            username=username,
+            is_staff=admin,
+            is_superuser=admin,
+            is_active=active,
+            password_hash=generate_password_hash(password, method="pbkdf2:sha256:1000"),
+        )
         db.session.add(user)
         db.session.commit()
         return user.id
@@ -144,8 +182,9 @@ class AuthActions:
         self._client = client
 
     def login(self, username="admin", password=ADMIN_PASSWORD):
-        return self._client.post("/api/v1/auth/login",
-                                 json={"username": username, "password": password})
+        return self._client.post(
+            "/api/v1/auth/login", json={"username": username, "password": password}
+        )
 
     def logout(self):
         return self._client.post("/api/v1/auth/logout")

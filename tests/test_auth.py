@@ -22,8 +22,9 @@ BAD = {"error": "invalid username or password"}
 
 
 def login(client, username="admin", password=ADMIN_PASSWORD, addr="192.0.2.1"):
-    return client.post(LOGIN, json={"username": username, "password": password},
-                       environ_base={"REMOTE_ADDR": addr})
+    return client.post(
+        LOGIN, json={"username": username, "password": password}, environ_base={"REMOTE_ADDR": addr}
+    )
 
 
 def csrf_token(client, url="/login"):
@@ -45,7 +46,10 @@ def test_api_login_sets_a_hardened_session_cookie(client, admin_user):
     assert "SameSite=Lax" in cookie
     assert "Secure" not in cookie
     assert client.get("/api/v1/auth/me").get_json() == {
-        "id": 1, "username": "admin", "is_admin": True}
+        "id": 1,
+        "username": "admin",
+        "is_admin": True,
+    }
 
 
 def test_secure_cookie_is_configurable(make_app):
@@ -74,19 +78,39 @@ def test_non_admin_can_log_in_but_not_read_the_api(client, regular_user):
     assert client.get("/api/v1/admin/llm-usage/").status_code == 403
 
 
-@pytest.mark.parametrize(("kwargs", "status", "message"), [
-    ({"data": "username=admin&password=x",
-      "content_type": "application/x-www-form-urlencoded"},
-     415, "send JSON with Content-Type: application/json"),
-    ({"json": {"username": "admin"}}, 400,
-     "JSON body needs string fields username and password (password)"),
-    ({"json": {"username": 5, "password": ["x"]}}, 400,
-     "JSON body needs string fields username and password (password, username)"),
-    ({"json": ["admin", "pw"]}, 400,
-     "JSON body needs string fields username and password (_schema)"),
-    ({"data": "{not json", "content_type": "application/json"}, 400,
-     "JSON body needs string fields username and password (password, username)"),
-])
+@pytest.mark.parametrize(
+    ("kwargs", "status", "message"),
+    [
+        (
+            {
+                "data": "username=admin&password=x",
+                "content_type": "application/x-www-form-urlencoded",
+            },
+            415,
+            "send JSON with Content-Type: application/json",
+        ),
+        (
+            {"json": {"username": "admin"}},
+            400,
+            "JSON body needs string fields username and password (password)",
+        ),
+        (
+            {"json": {"username": 5, "password": ["x"]}},
+            400,
+            "JSON body needs string fields username and password (password, username)",
+        ),
+        (
+            {"json": ["admin", "pw"]},
+            400,
+            "JSON body needs string fields username and password (_schema)",
+        ),
+        (
+            {"data": "{not json", "content_type": "application/json"},
+            400,
+            "JSON body needs string fields username and password (password, username)",
+        ),
+    ],
+)
 def test_api_login_bad_bodies(client, admin_user, kwargs, status, message):
     response = client.post(LOGIN, **kwargs)
     assert response.status_code == status
@@ -99,7 +123,8 @@ def test_api_logout(client, auth, admin_user):
     assert response.status_code == 200
     assert response.get_json() == {"logged_out": True}
     assert client.get("/api/v1/auth/me").get_json() == {
-        "error": "authentication required: log in first"}
+        "error": "authentication required: log in first"
+    }
     # Logging out twice is harmless.
     assert auth.logout().status_code == 200
 
@@ -149,12 +174,15 @@ def clock(app):
 
 def failure_rows(app):
     with app.app_context():
-        return {key.split(":")[0]: failures for key, failures in db.session.execute(
-            select(LoginFailures.key, LoginFailures.failures)).all()}
+        return {
+            key.split(":")[0]: failures
+            for key, failures in db.session.execute(
+                select(LoginFailures.key, LoginFailures.failures)
+            ).all()
+        }
 
 
-def test_throttle_window_expires_and_success_resets_the_username(app, client, admin_user,
-                                                                 clock):
+def test_throttle_window_expires_and_success_resets_the_username(app, client, admin_user, clock):
     for i in range(10):
         login(client, "admin", "wrong", addr=f"192.0.2.{i}")
     clock.advance(30)
@@ -170,8 +198,7 @@ def test_throttle_window_expires_and_success_resets_the_username(app, client, ad
     assert login(client, addr="198.51.100.2").status_code == 200
 
 
-def test_a_success_does_not_clear_the_address_but_is_not_counted_on_it(app, client,
-                                                                       admin_user):
+def test_a_success_does_not_clear_the_address_but_is_not_counted_on_it(app, client, admin_user):
     create_test_user(app, "mallory", "pw-mallory")
     for i in range(9):
         assert login(client, f"guess{i}", "wrong", addr="203.0.113.7").status_code == 401
@@ -321,7 +348,8 @@ def test_parallel_guesses_beyond_the_limit_are_all_refused(app, admin_user):
         user = f"victim{round_}"
         create_test_user(app, user, "right-pw")
         by_user = _parallel_logins(
-            app, 50, lambda i, u=user, r=round_: (u, "wrong", f"10.{r}.0.{i}"))
+            app, 50, lambda i, u=user, r=round_: (u, "wrong", f"10.{r}.0.{i}")
+        )
         assert by_user == {401: 10, 429: 40}, (round_, by_user)
         # 50 usernames from one address: the address's count must hold.
         addr = f"198.51.100.{round_}"
@@ -345,8 +373,9 @@ def test_html_login_requires_csrf_token(client, admin_user):
     assert response.status_code == 400
     assert response.get_json() == {"error": "The CSRF token is missing."}
     csrf_token(client)  # the session now holds a token, but the form sends another
-    response = client.post("/login", data={"username": "admin", "password": ADMIN_PASSWORD,
-                                           "csrf_token": "forged"})
+    response = client.post(
+        "/login", data={"username": "admin", "password": ADMIN_PASSWORD, "csrf_token": "forged"}
+    )
     assert response.status_code == 400
     assert response.get_json() == {"error": "The CSRF token is invalid."}
     assert client.get("/api/v1/auth/me").status_code == 401
@@ -354,13 +383,14 @@ def test_html_login_requires_csrf_token(client, admin_user):
 
 def test_html_login_and_logout(client, admin_user):
     token = csrf_token(client)
-    wrong = client.post("/login", data={"username": "admin", "password": "x",
-                                        "csrf_token": token})
+    wrong = client.post("/login", data={"username": "admin", "password": "x", "csrf_token": token})
     assert wrong.status_code == 200
     assert "Invalid username or password." in wrong.get_data(as_text=True)
 
-    response = client.post("/login?next=/api/v1/admin/llm-usage/", data={
-        "username": "admin", "password": ADMIN_PASSWORD, "csrf_token": token})
+    response = client.post(
+        "/login?next=/api/v1/admin/llm-usage/",
+        data={"username": "admin", "password": ADMIN_PASSWORD, "csrf_token": token},
+    )
     assert response.status_code == 302
     assert response.headers["Location"] == "/api/v1/admin/llm-usage/"
     assert "HttpOnly" in response.headers["Set-Cookie"]
@@ -376,12 +406,16 @@ def test_html_login_and_logout(client, admin_user):
     assert client.get("/api/v1/admin/llm-usage/").status_code == 401
 
 
-@pytest.mark.parametrize("target", ["https://evil.example/", "//evil.example/", "/\\evil",
-                                    "javascript:alert(1)"])
+@pytest.mark.parametrize(
+    "target", ["https://evil.example/", "//evil.example/", "/\\evil", "javascript:alert(1)"]
+)
 def test_html_login_never_redirects_off_site(client, admin_user, target):
     token = csrf_token(client)
-    response = client.post("/login", query_string={"next": target}, data={
-        "username": "admin", "password": ADMIN_PASSWORD, "csrf_token": token})
+    response = client.post(
+        "/login",
+        query_string={"next": target},
+        data={"username": "admin", "password": ADMIN_PASSWORD, "csrf_token": token},
+    )
     assert response.headers["Location"] == "/"
 
 
@@ -389,8 +423,9 @@ def test_html_login_is_throttled(client, admin_user):
     token = csrf_token(client)
     for _ in range(10):
         client.post("/login", data={"username": "admin", "password": "x", "csrf_token": token})
-    page = client.post("/login", data={"username": "admin", "password": ADMIN_PASSWORD,
-                                       "csrf_token": token})
+    page = client.post(
+        "/login", data={"username": "admin", "password": ADMIN_PASSWORD, "csrf_token": token}
+    )
     assert page.status_code == 200
     assert "Too many failed logins: try again in 60 seconds." in page.get_data(as_text=True)
     assert client.get("/api/v1/auth/me").status_code == 401
@@ -403,7 +438,8 @@ def test_home_page_is_for_admins_only(client, regular_user):
     assert response.status_code == 403
     assert response.mimetype == "text/html"
     assert "admin access required (an active staff or superuser account)." in (
-        response.get_data(as_text=True))
+        response.get_data(as_text=True)
+    )
 
 
 # --- sessions end on logout, password change and deactivation ------------------------
@@ -484,8 +520,20 @@ def test_deactivation_ends_existing_sessions(app, client, auth, admin_user):
     assert auth.login().status_code == 401
 
 
-@pytest.mark.parametrize("session_id", ["1", "1:", ":abc", "1:wrong-token", "x:y", "١:tok",
-                                        "99999999999:tok", "2147483648:tok", "2:tok"])
+@pytest.mark.parametrize(
+    "session_id",
+    [
+        "1",
+        "1:",
+        ":abc",
+        "1:wrong-token",
+        "x:y",
+        "١:tok",
+        "99999999999:tok",
+        "2147483648:tok",
+        "2:tok",
+    ],
+)
 def test_a_malformed_or_stale_session_id_is_no_user(app, client, admin_user, session_id):
     # "1" is what sessions made before session tokens hold.
     with client.session_transaction() as session:
@@ -507,13 +555,16 @@ def test_the_session_holds_id_and_token(app, client, auth, admin_user):
 NUL_OR_SURROGATE = "username and password must not contain NUL characters or lone surrogates"
 
 
-@pytest.mark.parametrize(("body", "field"), [
-    ('{"username": "ad\\u0000min", "password": "x"}', "username"),
-    ('{"username": "admin", "password": "pw\\u0000"}', "password"),
-    ('{"username": "\\ud800", "password": "x"}', "username"),
-    ('{"username": "admin", "password": "a\\udfffb"}', "password"),
-    ('{"username": "\\u0000", "password": "\\ud83d"}', "password, username"),
-])
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ('{"username": "ad\\u0000min", "password": "x"}', "username"),
+        ('{"username": "admin", "password": "pw\\u0000"}', "password"),
+        ('{"username": "\\ud800", "password": "x"}', "username"),
+        ('{"username": "admin", "password": "a\\udfffb"}', "password"),
+        ('{"username": "\\u0000", "password": "\\ud83d"}', "password, username"),
+    ],
+)
 def test_api_login_refuses_nul_and_lone_surrogates(client, admin_user, body, field):
     response = client.post(LOGIN, data=body, content_type="application/json")
     assert response.status_code == 400
@@ -522,8 +573,11 @@ def test_api_login_refuses_nul_and_lone_surrogates(client, admin_user, body, fie
 
 def test_api_login_accepts_a_surrogate_pair(client, app):
     create_test_user(app, "emoji\U0001f600", "pw")
-    response = client.post(LOGIN, content_type="application/json",
-                           data='{"username": "emoji\\ud83d\\ude00", "password": "pw"}')
+    response = client.post(
+        LOGIN,
+        content_type="application/json",
+        data='{"username": "emoji\\ud83d\\ude00", "password": "pw"}',
+    )
     assert response.status_code == 200
 
 
@@ -534,23 +588,29 @@ def test_api_login_refuses_deeply_nested_json(client, admin_user):
         assert response.get_json() == {"error": "JSON body is nested too deeply"}
 
 
-@pytest.mark.parametrize("data", [{"username": "ad\x00min", "password": "x"},
-                                  {"username": "admin", "password": "x\x00"}])
+@pytest.mark.parametrize(
+    "data", [{"username": "ad\x00min", "password": "x"}, {"username": "admin", "password": "x\x00"}]
+)
 def test_html_login_refuses_nul(client, admin_user, data):
     token = csrf_token(client)
     response = client.post("/login", data={**data, "csrf_token": token})
     assert response.status_code == 200
-    assert ("Username and password must not contain NUL characters or lone surrogates."
-            in response.get_data(as_text=True))
+    assert (
+        "Username and password must not contain NUL characters or lone surrogates."
+        in response.get_data(as_text=True)
+    )
     assert client.get("/api/v1/auth/me").status_code == 401
 
 
-@pytest.mark.parametrize("target", ["/%0d%0aX", "/%0aSet-Cookie:%20x=1", "/a%00b", "/%7f",
-                                    "/%c2%85x", "/%09x"])
+@pytest.mark.parametrize(
+    "target", ["/%0d%0aX", "/%0aSet-Cookie:%20x=1", "/a%00b", "/%7f", "/%c2%85x", "/%09x"]
+)
 def test_next_with_control_characters_goes_to_the_dashboard(client, auth, admin_user, target):
     token = csrf_token(client)
-    response = client.post(f"/login?next={target}", data={
-        "username": "admin", "password": ADMIN_PASSWORD, "csrf_token": token})
+    response = client.post(
+        f"/login?next={target}",
+        data={"username": "admin", "password": ADMIN_PASSWORD, "csrf_token": token},
+    )
     assert (response.status_code, response.headers["Location"]) == (302, "/")
     # Already logged in, the form sends you on the same way.
     response = client.get(f"/login?next={target}")

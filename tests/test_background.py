@@ -23,16 +23,23 @@ WHEN = datetime(2026, 3, 1, 12, tzinfo=UTC)
 
 
 def _background(make_app, tmp_path, **config):
-    return make_app(LLM_TRACKER_WRITE_MODE="background",
-                    LLM_TRACKER_INSTANCE_PATH=str(tmp_path), **config)
+    return make_app(
+        LLM_TRACKER_WRITE_MODE="background", LLM_TRACKER_INSTANCE_PATH=str(tmp_path), **config
+    )
 
 
 def _counts(app) -> tuple[int, int, int]:
     """Rows, distinct run ids, sum of prompt tokens."""
     with app.app_context():
-        return tuple(db.session.execute(select(
-            func.count(), func.count(func.distinct(LLMUsage.run_id)),
-            func.coalesce(func.sum(LLMUsage.prompt_tokens), 0))).one())
+        return tuple(
+            db.session.execute(
+                select(
+                    func.count(),
+                    func.count(func.distinct(LLMUsage.run_id)),
+                    func.coalesce(func.sum(LLMUsage.prompt_tokens), 0),
+                )
+            ).one()
+        )
 
 
 def _journal_rows(app) -> int:
@@ -56,10 +63,15 @@ def test_threads_record_and_flush_commits_every_row_once(make_app, tmp_path):
     def work(t: int) -> None:
         with app.app_context():
             for i in range(per_thread):
-                record_usage(("gpt-4o-mini", "acme-llm-7")[i % 2], prompt_tokens=t * 1000 + i,
-                             completion_tokens=1, user_id=(None, 1, 2)[i % 3],
-                             node_name=f"n{i % 4}", run_id=f"t{t}-{i}",
-                             created_at=WHEN + timedelta(minutes=i))
+                record_usage(
+                    ("gpt-4o-mini", "acme-llm-7")[i % 2],
+                    prompt_tokens=t * 1000 + i,
+                    completion_tokens=1,
+                    user_id=(None, 1, 2)[i % 3],
+                    node_name=f"n{i % 4}",
+                    run_id=f"t{t}-{i}",
+                    created_at=WHEN + timedelta(minutes=i),
+                )
 
     threads = [threading.Thread(target=work, args=(t,)) for t in range(8)]
     for t in threads:
@@ -102,12 +114,17 @@ def test_a_duplicate_run_id_in_a_batch_is_one_row(make_app, tmp_path):
     assert _counts(app) == (1, 1, 10)
 
 
-def test_outage_spools_the_batch_and_the_writer_replays_it_when_back(make_app, database_url,
-                                                                   tmp_path):
+def test_outage_spools_the_batch_and_the_writer_replays_it_when_back(
+    make_app, database_url, tmp_path
+):
     from support.db_faults import outage
 
-    with outage(make_app, database_url, LLM_TRACKER_WRITE_MODE="background",
-                LLM_TRACKER_INSTANCE_PATH=str(tmp_path)) as (app, cut, restore):
+    with outage(
+        make_app,
+        database_url,
+        LLM_TRACKER_WRITE_MODE="background",
+        LLM_TRACKER_INSTANCE_PATH=str(tmp_path),
+    ) as (app, cut, restore):
         with app.app_context():
             record_usage("gpt-4o-mini", 1, 1, run_id="before")
             flush()
@@ -125,7 +142,8 @@ def test_outage_spools_the_batch_and_the_writer_replays_it_when_back(make_app, d
 
 
 def test_a_row_the_database_refuses_is_dead_lettered_and_the_batch_written(
-        make_app, database_url, tmp_path):
+    make_app, database_url, tmp_path
+):
     from support.db_faults import REFUSED_MODEL, refuse_a_model
 
     app = _background(make_app, tmp_path, LLM_TRACKER_FLUSH_INTERVAL_MS=3_600_000)
@@ -155,18 +173,24 @@ sys.stdin.read()  # wait to be killed
 
 
 @pytest.mark.slow
-def test_kill_9_loses_nothing_recorded_and_the_next_start_writes_it_once(make_app, database_url,
-                                                                        tmp_path):
+def test_kill_9_loses_nothing_recorded_and_the_next_start_writes_it_once(
+    make_app, database_url, tmp_path
+):
     app = _background(make_app, tmp_path)
-    config = {"SQLALCHEMY_DATABASE_URI": database_url, "SECRET_KEY": "x",
-              "LLM_TRACKER_WRITE_MODE": "background",
-              "LLM_TRACKER_INSTANCE_PATH": str(tmp_path),
-              "LLM_TRACKER_SPOOL_PATH": app.config["LLM_TRACKER_SPOOL_PATH"],
-              # The writer never gets to commit: every row is in the journal only.
-              "LLM_TRACKER_FLUSH_INTERVAL_MS": 3_600_000, "LLM_TRACKER_BATCH_SIZE": 10**6}
+    config = {
+        "SQLALCHEMY_DATABASE_URI": database_url,
+        "SECRET_KEY": "x",
+        "LLM_TRACKER_WRITE_MODE": "background",
+        "LLM_TRACKER_INSTANCE_PATH": str(tmp_path),
+        "LLM_TRACKER_SPOOL_PATH": app.config["LLM_TRACKER_SPOOL_PATH"],
+        # The writer never gets to commit: every row is in the journal only.
+        "LLM_TRACKER_FLUSH_INTERVAL_MS": 3_600_000,
+        "LLM_TRACKER_BATCH_SIZE": 10**6,
+    }
     script = _RECORDER.format(paths=[str(ROOT), str(ROOT / "tests")], config=config, rows=300)
-    child = subprocess.Popen([sys.executable, "-c", script], stdin=subprocess.PIPE,
-                             stdout=subprocess.PIPE, text=True)
+    child = subprocess.Popen(
+        [sys.executable, "-c", script], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
     try:
         assert child.stdout.readline().strip() == "recorded"
         assert orphan_journals(app) == []  # its journal is locked while it lives
@@ -228,8 +252,9 @@ def test_sync_mode_writes_in_the_callers_transaction(make_app, tmp_path):
 def test_an_unknown_write_mode_is_a_one_line_config_error(make_app):
     from llm_tracker import ConfigError
 
-    with pytest.raises(ConfigError, match="LLM_TRACKER_WRITE_MODE must be one of "
-                                          "background, sync, got 'later'"):
+    with pytest.raises(
+        ConfigError, match="LLM_TRACKER_WRITE_MODE must be one of background, sync, got 'later'"
+    ):
         make_app(LLM_TRACKER_WRITE_MODE="later")
 
 

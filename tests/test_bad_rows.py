@@ -27,30 +27,55 @@ def _stored() -> dict[str, LLMUsage]:
 
 def test_record_usage_stores_what_the_columns_could_not_hold(app_ctx):
     record_usage(
-        "m" * 300, prompt_tokens=BIG * 4, completion_tokens=BIG, user_id=BIG * 8,
-        error="Boom\x00 with a lone \ud800 surrogate", provider="p" * 60,
-        node_name="n" * 250, run_id="r-1", latency_ms=2**40, created_at=WHEN,
-        metadata={"k\x00": "v\x00", "s": "\udfff", "nan": math.nan, "inf": math.inf,
-                  "deep": {"list": ["a\x00", 1, None, True]}, "obj": object})
+        "m" * 300,
+        prompt_tokens=BIG * 4,
+        completion_tokens=BIG,
+        user_id=BIG * 8,
+        error="Boom\x00 with a lone \ud800 surrogate",
+        provider="p" * 60,
+        node_name="n" * 250,
+        run_id="r-1",
+        latency_ms=2**40,
+        created_at=WHEN,
+        metadata={
+            "k\x00": "v\x00",
+            "s": "\udfff",
+            "nan": math.nan,
+            "inf": math.inf,
+            "deep": {"list": ["a\x00", 1, None, True]},
+            "obj": object,
+        },
+    )
     [row] = _stored().values()
     assert get_spool().rows() == []
     assert row.model == "m" * (200 - len(CUT_MARK)) + CUT_MARK and len(row.model) == 200
     assert row.node_name == "n" * (200 - len(CUT_MARK)) + CUT_MARK
     assert row.provider == "p" * (50 - len(CUT_MARK)) + CUT_MARK
-    assert (row.prompt_tokens, row.completion_tokens, row.total_tokens) == (
-        BIG * 4, BIG, BIG * 5)
+    assert (row.prompt_tokens, row.completion_tokens, row.total_tokens) == (BIG * 4, BIG, BIG * 5)
     assert row.user_id == BIG * 8
     assert row.error == "Boom\ufffd with a lone \ufffd surrogate"
     assert row.latency_ms == 2**31 - 1
-    assert row.meta == {"k\ufffd": "v\ufffd", "s": "\ufffd", "nan": "nan", "inf": "inf",
-                        "deep": {"list": ["a\ufffd", 1, None, True]},
-                        "obj": "<class 'object'>", "node_name": row.node_name}
+    assert row.meta == {
+        "k\ufffd": "v\ufffd",
+        "s": "\ufffd",
+        "nan": "nan",
+        "inf": "inf",
+        "deep": {"list": ["a\ufffd", 1, None, True]},
+        "obj": "<class 'object'>",
+        "node_name": row.node_name,
+    }
 
 
-@pytest.mark.parametrize(("field", "value"), [
-    ("prompt_tokens", 2**63), ("completion_tokens", 2**64), ("user_id", 2**63),
-    ("user_id", NO_USER), ("user_id", "abc"),
-])
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("prompt_tokens", 2**63),
+        ("completion_tokens", 2**64),
+        ("user_id", 2**63),
+        ("user_id", NO_USER),
+        ("user_id", "abc"),
+    ],
+)
 def test_values_no_column_can_hold_are_a_clear_error(app_ctx, field, value):
     with pytest.raises(ValueError, match=field):
         record_usage("gpt-4o-mini", **{field: value})
@@ -58,12 +83,27 @@ def test_values_no_column_can_hold_are_a_clear_error(app_ctx, field, value):
 
 def _line(run_id: str, **overrides) -> str:
     """A spool line as an earlier version wrote it: values neither normalised nor priced."""
-    row = {"id": str(uuid.uuid4()), "run_id": run_id, "model": "gpt-4o-mini",
-           "provider": "openai", "node_name": "n", "prompt_tokens": 10,
-           "completion_tokens": 2, "total_tokens": 12, "cached_tokens": 0,
-           "cache_write_tokens": 0, "reasoning_tokens": 0, "success": True, "error": None,
-           "user_id": None, "metadata": {"node_name": "n"}, "created_at": WHEN.isoformat(),
-           "requested_model": None, "deployment": None, "latency_ms": 5}
+    row = {
+        "id": str(uuid.uuid4()),
+        "run_id": run_id,
+        "model": "gpt-4o-mini",
+        "provider": "openai",
+        "node_name": "n",
+        "prompt_tokens": 10,
+        "completion_tokens": 2,
+        "total_tokens": 12,
+        "cached_tokens": 0,
+        "cache_write_tokens": 0,
+        "reasoning_tokens": 0,
+        "success": True,
+        "error": None,
+        "user_id": None,
+        "metadata": {"node_name": "n"},
+        "created_at": WHEN.isoformat(),
+        "requested_model": None,
+        "deployment": None,
+        "latency_ms": 5,
+    }
     row.update(overrides)
     return json.dumps(row) + "\n"
 
@@ -121,9 +161,11 @@ def test_replay_writes_every_good_row_and_dead_letters_each_bad_one(app, databas
     assert reasons[torn.rstrip("\n")].startswith("unreadable spool line: ")
     assert reasons["[1, 2, 3]"] == "unreadable spool line: ValueError: not a JSON object"
     assert reasons["huge-tokens"] == (
-        f"invalid row: ValueError: prompt_tokens {2**64} does not fit a 64-bit count")
+        f"invalid row: ValueError: prompt_tokens {2**64} does not fit a 64-bit count"
+    )
     assert reasons["huge-user"] == (
-        f"invalid row: ValueError: user_id {2**64} does not fit a 64-bit id")
+        f"invalid row: ValueError: user_id {2**64} does not fit a 64-bit id"
+    )
     assert reasons["refused"].startswith("database refused the row: ")
     assert "refuse" in reasons["refused"].removeprefix("database refused the row: ")
 
@@ -152,8 +194,11 @@ def test_a_row_the_database_refuses_is_dead_lettered_at_once(app_ctx, database_u
 def test_database_down_and_spool_unwritable_says_so(make_app, database_url, tmp_path, caplog):
     blocked = tmp_path / "a-file"
     blocked.write_text("")  # a file where the spool's folder should be: nothing can go there
-    with outage(make_app, database_url, LLM_TRACKER_SPOOL_PATH=str(blocked / "spool.jsonl")
-                ) as (app, cut, restore):
+    with outage(make_app, database_url, LLM_TRACKER_SPOOL_PATH=str(blocked / "spool.jsonl")) as (
+        app,
+        cut,
+        restore,
+    ):
         cut()
         with app.app_context(), caplog.at_level(logging.WARNING, logger="llm_tracker"):
             row = record_usage("gpt-4o-mini", 7, 3, run_id="nowhere")
@@ -168,5 +213,8 @@ def test_database_down_and_spool_unwritable_says_so(make_app, database_url, tmp_
     assert "the row is only in this log line" in message
     logged = json.loads(message.rsplit("log line: ", 1)[1])
     assert (logged["run_id"], logged["prompt_tokens"], logged["completion_tokens"]) == (
-        "nowhere", 7, 3)
+        "nowhere",
+        7,
+        3,
+    )
     assert logged["cost_usd"] is not None  # priced: the line is the whole row

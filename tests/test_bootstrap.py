@@ -27,7 +27,8 @@ def test_bootstrap_on_empty_database_only(app, runner):
         assert admin.is_admin and admin.check_password(password)
         users = db.session.execute(select(func.count()).select_from(User)).scalar_one()
         rows, demo_users = db.session.execute(
-            select(func.count(), func.count(func.distinct(LLMUsage.user_id)))).one()
+            select(func.count(), func.count(func.distinct(LLMUsage.user_id)))
+        ).one()
     assert (users, rows, demo_users) == (3, 400, 2)
 
     again = runner.invoke(args=["bootstrap"])
@@ -42,18 +43,24 @@ def test_make_run_commands_serve_the_app(tmp_path):
     env = {**os.environ, "LLM_TRACKER_INSTANCE_PATH": str(tmp_path)}
     env.pop("DATABASE_URL", None)
     flask = [sys.executable, "-m", "flask", "--app", "wsgi"]
-    upgrade = subprocess.run([*flask, "db", "upgrade"], cwd=ROOT, env=env,
-                             capture_output=True, text=True, timeout=120)
+    upgrade = subprocess.run(
+        [*flask, "db", "upgrade"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
+    )
     assert upgrade.returncode == 0, upgrade.stderr
-    boot = subprocess.run([*flask, "bootstrap"], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=120)
+    boot = subprocess.run(
+        [*flask, "bootstrap"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
+    )
     assert boot.returncode == 0, boot.stderr
     assert re.search(r"username: admin\n\s+password: \S{12,}", boot.stdout)
 
     port = free_port()
-    server = subprocess.Popen([*flask, "run", "--host", "127.0.0.1", "--port", str(port)],
-                              cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
-                              stderr=subprocess.DEVNULL)
+    server = subprocess.Popen(
+        [*flask, "run", "--host", "127.0.0.1", "--port", str(port)],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         status = None
         for _ in range(100):

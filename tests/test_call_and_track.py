@@ -19,8 +19,13 @@ from llm_tracker.llm_service import get_llm_service
 from llm_tracker.llm_tracker import LLMTracker
 
 HELLO = [{"role": "user", "content": "你好"}]
-STATE = {"user_id": 7, "source_type": "task", "source_task_id": "celery-uuid",
-         "source_path": "/api/foo", "metadata": {"doc": "a.pdf"}}
+STATE = {
+    "user_id": 7,
+    "source_type": "task",
+    "source_task_id": "celery-uuid",
+    "source_path": "/api/foo",
+    "metadata": {"doc": "a.pdf"},
+}
 # provider -> (served model, provider column, prompt, completion, total) of default replies.
 DEFAULTS = {
     "openai": ("gpt-4o-mini-2024-07-18", "openai", 12, 5, 17),
@@ -60,25 +65,43 @@ def empty_reply(provider: str) -> dict:
 def test_content_usage_and_row_agree(make_app, served, provider):
     app = make_app(**provider_config(provider, served.base_url))
     with app.app_context():
-        content, usage = LLMTracker.call_and_track(messages=HELLO, node_name="interpret",
-                                                   state=STATE)
+        content, usage = LLMTracker.call_and_track(
+            messages=HELLO, node_name="interpret", state=STATE
+        )
     model, provider_name, prompt, completion, total = DEFAULTS[provider]
     [row] = rows(app)
     assert content == DEFAULT_TEXT
-    assert usage == {"model": model, "prompt_tokens": prompt, "completion_tokens": completion,
-                     "total_tokens": total, "cached_tokens": 0, "reasoning_tokens": 0,
-                     "latency_ms": row.latency_ms, "cost_usd": COSTS[provider]}
+    assert usage == {
+        "model": model,
+        "prompt_tokens": prompt,
+        "completion_tokens": completion,
+        "total_tokens": total,
+        "cached_tokens": 0,
+        "reasoning_tokens": 0,
+        "latency_ms": row.latency_ms,
+        "cost_usd": COSTS[provider],
+    }
     assert row.cost_usd == Decimal(COSTS[provider])
     assert isinstance(row.latency_ms, int) and row.latency_ms >= 0
     assert (row.model, row.provider, row.requested_model) == (
-        model, provider_name, REQUESTED[provider])
+        model,
+        provider_name,
+        REQUESTED[provider],
+    )
     assert (row.prompt_tokens, row.completion_tokens, row.total_tokens) == (
-        prompt, completion, total)
+        prompt,
+        completion,
+        total,
+    )
     assert (row.cached_tokens, row.reasoning_tokens) == (0, 0)
-    assert (row.success, row.error, row.user_id, row.node_name) == (
-        True, None, 7, "interpret")
-    expected_meta = {"doc": "a.pdf", "node_name": "interpret", "source_type": "task",
-                     "source_task_id": "celery-uuid", "source_path": "/api/foo"}
+    assert (row.success, row.error, row.user_id, row.node_name) == (True, None, 7, "interpret")
+    expected_meta = {
+        "doc": "a.pdf",
+        "node_name": "interpret",
+        "source_type": "task",
+        "source_task_id": "celery-uuid",
+        "source_path": "/api/foo",
+    }
     if provider == "azure_openai":
         expected_meta["deployment"] = AZURE_DEPLOYMENT
         assert row.deployment == AZURE_DEPLOYMENT
@@ -86,27 +109,60 @@ def test_content_usage_and_row_agree(make_app, served, provider):
     assert len(served.requests) == 1
 
 
-@pytest.mark.parametrize(("provider", "payload", "content", "expected", "cost"), [
-    ("openai", "openai_chat_completion_cached_tokens.json", "OK",
-     {"model": "gpt-5.6-sol", "prompt_tokens": 4020, "completion_tokens": 4,
-      "total_tokens": 4024, "cached_tokens": 4012, "reasoning_tokens": 0},
-     # since 2026-08-21: 8 x $4 + 4012 cached x $0.40 + 4 x $20 per MTok
-     "0.001716800"),
-    ("openai", "openai_chat_completion_reasoning_tokens.json",
-     "The capital of Mexico is Mexico City. It is not only the seat of the federal government "
-     "but also a major cultural, political, and economic center in the country.",
-     {"model": "o3-mini-2025-01-31", "prompt_tokens": 13, "completion_tokens": 238,
-      "total_tokens": 251, "cached_tokens": 0, "reasoning_tokens": 192},
-     # 13 x $1.10 + 238 (192 of them reasoning) x $4.40 per MTok
-     "0.001061500"),
-    ("gemini", "gemini_generate_content_cached_and_thoughts.json", "Paris.",
-     {"model": "gemini-2.5-flash", "prompt_tokens": 3520, "completion_tokens": 44,
-      "total_tokens": 3564, "cached_tokens": 3512, "reasoning_tokens": 42},
-     # 8 x $0.30 + 3512 cached x $0.03 + 44 (42 of them thoughts) x $2.50 per MTok
-     "0.000217760"),
-])
-def test_cached_and_reasoning_tokens_of_real_payloads(make_app, fake_provider, provider,
-                                                      payload, content, expected, cost):
+@pytest.mark.parametrize(
+    ("provider", "payload", "content", "expected", "cost"),
+    [
+        (
+            "openai",
+            "openai_chat_completion_cached_tokens.json",
+            "OK",
+            {
+                "model": "gpt-5.6-sol",
+                "prompt_tokens": 4020,
+                "completion_tokens": 4,
+                "total_tokens": 4024,
+                "cached_tokens": 4012,
+                "reasoning_tokens": 0,
+            },
+            # since 2026-08-21: 8 x $4 + 4012 cached x $0.40 + 4 x $20 per MTok
+            "0.001716800",
+        ),
+        (
+            "openai",
+            "openai_chat_completion_reasoning_tokens.json",
+            "The capital of Mexico is Mexico City. It is not only the seat of the federal government "  # noqa: E501
+            "but also a major cultural, political, and economic center in the country.",
+            {
+                "model": "o3-mini-2025-01-31",
+                "prompt_tokens": 13,
+                "completion_tokens": 238,
+                "total_tokens": 251,
+                "cached_tokens": 0,
+                "reasoning_tokens": 192,
+            },
+            # 13 x $1.10 + 238 (192 of them reasoning) x $4.40 per MTok
+            "0.001061500",
+        ),
+        (
+            "gemini",
+            "gemini_generate_content_cached_and_thoughts.json",
+            "Paris.",
+            {
+                "model": "gemini-2.5-flash",
+                "prompt_tokens": 3520,
+                "completion_tokens": 44,
+                "total_tokens": 3564,
+                "cached_tokens": 3512,
+                "reasoning_tokens": 42,
+            },
+            # 8 x $0.30 + 3512 cached x $0.03 + 44 (42 of them thoughts) x $2.50 per MTok
+            "0.000217760",
+        ),
+    ],
+)
+def test_cached_and_reasoning_tokens_of_real_payloads(
+    make_app, fake_provider, provider, payload, content, expected, cost
+):
     app = make_app(**provider_config(provider, fake_provider.base_url))
     fake_provider.enqueue_payload(payload)
     with app.app_context():
@@ -122,18 +178,18 @@ def test_cached_and_reasoning_tokens_of_real_payloads(make_app, fake_provider, p
 def test_langchain_messages_are_accepted(make_app, served):
     app = make_app(**provider_config("openai", served.base_url))
     with app.app_context():
-        content, usage = LLMTracker.call_and_track(
-            [SystemMessage("Be brief."), HumanMessage("Hi")])
+        content, usage = LLMTracker.call_and_track([SystemMessage("Be brief."), HumanMessage("Hi")])
     assert content == DEFAULT_TEXT
     assert usage["total_tokens"] == 17
     assert served.requests[0].json["messages"] == [
-        {"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"}]
+        {"role": "system", "content": "Be brief."},
+        {"role": "user", "content": "Hi"},
+    ]
 
 
 @pytest.mark.parametrize("provider", PROVIDERS)
 def test_config_defaults_then_explicit_overrides_including_zero(make_app, served, provider):
-    app = make_app(**provider_config(provider, served.base_url, max_tokens=256,
-                                     temperature=0.3))
+    app = make_app(**provider_config(provider, served.base_url, max_tokens=256, temperature=0.3))
     with app.app_context():
         LLMTracker.call_and_track(HELLO)
         LLMTracker.call_and_track(HELLO, max_tokens=0, temperature=0.0)
@@ -205,7 +261,11 @@ def test_empty_response_raises_and_is_recorded_as_failure(make_app, fake_provide
     assert (row.success, row.error) == (False, "ValueError: LLM returned empty response")
     # The provider billed the call: its tokens are kept.
     assert (row.model, row.prompt_tokens, row.completion_tokens, row.total_tokens) == (
-        model, prompt, completion, total)
+        model,
+        prompt,
+        completion,
+        total,
+    )
     assert (row.user_id, row.node_name) == (3, "interpret")
 
 
@@ -216,19 +276,26 @@ def test_whitespace_only_response_counts_as_empty(make_app, fake_provider):
         LLMTracker.call_and_track(HELLO)
     [row] = rows(app)
     assert (row.success, row.error, row.total_tokens) == (
-        False, "ValueError: LLM returned empty response", 17)
+        False,
+        "ValueError: LLM returned empty response",
+        17,
+    )
 
 
-@pytest.mark.parametrize(("provider", "status", "error_type"), [
-    ("openai", 429, openai.RateLimitError),
-    ("openai", 400, openai.BadRequestError),
-    ("azure_openai", 429, openai.RateLimitError),
-    ("azure_openai", 429, ModelRateLimitError),  # LangChain's provider-neutral type
-    ("gemini", 429, ModelRateLimitError),
-    ("gemini", 500, google.genai.errors.ServerError),
-])
-def test_provider_exception_propagates_unchanged_and_is_recorded(make_app, fake_provider,
-                                                                 provider, status, error_type):
+@pytest.mark.parametrize(
+    ("provider", "status", "error_type"),
+    [
+        ("openai", 429, openai.RateLimitError),
+        ("openai", 400, openai.BadRequestError),
+        ("azure_openai", 429, openai.RateLimitError),
+        ("azure_openai", 429, ModelRateLimitError),  # LangChain's provider-neutral type
+        ("gemini", 429, ModelRateLimitError),
+        ("gemini", 500, google.genai.errors.ServerError),
+    ],
+)
+def test_provider_exception_propagates_unchanged_and_is_recorded(
+    make_app, fake_provider, provider, status, error_type
+):
     app = make_app(**provider_config(provider, fake_provider.base_url))
     fake_provider.enqueue_error(status, "quota says no")
     fake_provider.enqueue_error(status, "quota says no")
@@ -247,7 +314,11 @@ def test_provider_exception_propagates_unchanged_and_is_recorded(make_app, fake_
     assert row.success is False
     assert row.error == f"{type(info.value).__name__}: {info.value}"
     assert (row.model, row.prompt_tokens, row.completion_tokens, row.total_tokens) == (
-        REQUESTED[provider], 0, 0, 0)
+        REQUESTED[provider],
+        0,
+        0,
+        0,
+    )
     assert (row.user_id, row.node_name) == (3, "interpret")
 
 
@@ -268,7 +339,8 @@ class GraphState(TypedDict):
 def _graph(node_name: str = "unknown"):
     def answer(state: GraphState) -> dict:
         content, _ = LLMTracker.call_and_track(
-            [{"role": "user", "content": state["question"]}], node_name=node_name)
+            [{"role": "user", "content": state["question"]}], node_name=node_name
+        )
         return {"answer": content}
 
     builder = StateGraph(GraphState)

@@ -19,24 +19,34 @@ def rows(app) -> list[LLMUsage]:
         return db.session.scalars(db.select(LLMUsage)).all()
 
 
-@pytest.mark.parametrize(("provider", "model", "tokens", "cost"), [
-    ("openai", "gpt-4o-mini", (12, 5, 17), "0.000004800"),
-    ("gemini", "gemini-2.5-flash", (9, 6, 15), "0.000017700"),
-])
-def test_chat_prints_reply_and_usage_and_records_the_row(make_app, fake_provider, provider,
-                                                          model, tokens, cost):
+@pytest.mark.parametrize(
+    ("provider", "model", "tokens", "cost"),
+    [
+        ("openai", "gpt-4o-mini", (12, 5, 17), "0.000004800"),
+        ("gemini", "gemini-2.5-flash", (9, 6, 15), "0.000017700"),
+    ],
+)
+def test_chat_prints_reply_and_usage_and_records_the_row(
+    make_app, fake_provider, provider, model, tokens, cost
+):
     app = make_app(**provider_config(provider, fake_provider.base_url))
     result = app.test_cli_runner().invoke(
-        args=["chat", "你好", "--user-id", "4", "--node", "cli-test"])
+        args=["chat", "你好", "--user-id", "4", "--node", "cli-test"]
+    )
     assert result.exit_code == 0, result.output
     [row] = rows(app)
     prompt, completion, total = tokens
     assert result.output == (
         f"{DEFAULT_TEXT}\n--- usage ---\nmodel: {model}\nprompt_tokens: {prompt}\n"
         f"completion_tokens: {completion}\ntotal_tokens: {total}\ncached_tokens: 0\n"
-        f"reasoning_tokens: 0\nlatency_ms: {row.latency_ms}\ncost_usd: {cost}\n")
+        f"reasoning_tokens: 0\nlatency_ms: {row.latency_ms}\ncost_usd: {cost}\n"
+    )
     assert (row.user_id, row.node_name, row.success, row.total_tokens) == (
-        4, "cli-test", True, total)
+        4,
+        "cli-test",
+        True,
+        total,
+    )
     assert row.meta == {"node_name": "cli-test", "source_type": "cli"}
     request = fake_provider.requests[0].json
     if provider == "gemini":
@@ -81,7 +91,9 @@ def test_chat_without_configuration_names_the_key(make_app, fake_provider):
     app = make_app()
     result = app.test_cli_runner().invoke(args=["chat", "hi"])
     assert result.exit_code == 1
-    assert result.output == ("Error: OPENAI_CONFIG['api_key'] is required for LLM_PROVIDER "
-                             "'openai' (or set OPENAI_API_KEY)\n")
+    assert result.output == (
+        "Error: OPENAI_CONFIG['api_key'] is required for LLM_PROVIDER "
+        "'openai' (or set OPENAI_API_KEY)\n"
+    )
     assert rows(app) == []
     assert fake_provider.requests == []

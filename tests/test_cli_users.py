@@ -29,7 +29,11 @@ def test_create_admin_with_password(app, runner, client):
     assert result.output == "admin 'root' created (id 1)\n"
     user = get_user(app, "root")
     assert (user.is_staff, user.is_superuser, user.is_active, user.is_admin) == (
-        True, True, True, True)
+        True,
+        True,
+        True,
+        True,
+    )
     # Stored as a salted scrypt hash, never as the password.
     assert user.password_hash.startswith("scrypt:")
     assert "s3cret-pw" not in user.password_hash
@@ -43,8 +47,7 @@ def test_create_admin_with_password(app, runner, client):
 def test_create_admin_prompts_hidden_with_confirmation(app, runner):
     result = runner.invoke(args=["create-admin", "root"], input="typed-pw\ntyped-pw\n")
     assert result.exit_code == 0, result.output
-    assert result.output == (
-        "Password: \nRepeat for confirmation: \nadmin 'root' created (id 1)\n")
+    assert result.output == ("Password: \nRepeat for confirmation: \nadmin 'root' created (id 1)\n")
     assert "typed-pw" not in result.output
     assert get_user(app, "root").check_password("typed-pw")
 
@@ -62,7 +65,11 @@ def test_create_user_is_not_admin(app, runner):
     assert result.output == "user 'alice' created (id 1)\n"
     user = get_user(app, "alice")
     assert (user.is_staff, user.is_superuser, user.is_active, user.is_admin) == (
-        False, False, True, False)
+        False,
+        False,
+        True,
+        False,
+    )
 
 
 def test_duplicate_username_is_an_error(app, runner):
@@ -79,8 +86,7 @@ def test_duplicate_username_is_an_error(app, runner):
 def test_empty_password_and_bad_usernames_are_refused(app, runner):
     result = runner.invoke(args=["create-admin", "root", "--password", ""])
     assert (result.exit_code, result.output) == (1, "Error: password must not be empty\n")
-    message = ("Error: username must be 1 to 150 characters without leading or trailing "
-               "spaces\n")
+    message = "Error: username must be 1 to 150 characters without leading or trailing spaces\n"
     for name in ("", " root", "x" * 151):
         result = runner.invoke(args=["create-user", name, "--password", "pw"])
         assert (result.exit_code, result.output) == (1, message)
@@ -90,12 +96,18 @@ def test_empty_password_and_bad_usernames_are_refused(app, runner):
 
 def test_create_refuses_text_the_login_cannot_take(app, runner):
     for args, message in [
-        (["create-user", "bob", "--password", "x" * 1025],
-         "Error: password must be at most 1024 characters\n"),
-        (["create-user", "bob", "--password", "a\x00b"],
-         "Error: password must not contain NUL characters or lone surrogates\n"),
-        (["create-user", "b\x00b", "--password", "pw"],
-         "Error: username must not contain NUL characters or lone surrogates\n"),
+        (
+            ["create-user", "bob", "--password", "x" * 1025],
+            "Error: password must be at most 1024 characters\n",
+        ),
+        (
+            ["create-user", "bob", "--password", "a\x00b"],
+            "Error: password must not contain NUL characters or lone surrogates\n",
+        ),
+        (
+            ["create-user", "b\x00b", "--password", "pw"],
+            "Error: username must not contain NUL characters or lone surrogates\n",
+        ),
     ]:
         result = runner.invoke(args=args)
         assert (result.exit_code, result.output) == (1, message)
@@ -108,14 +120,16 @@ def test_create_refuses_text_the_login_cannot_take(app, runner):
 
 def joined(app, username, when):
     with app.app_context():
-        db.session.execute(select(User).filter_by(username=username)).scalar_one() \
-            .date_joined = when
+        db.session.execute(
+            select(User).filter_by(username=username)
+        ).scalar_one().date_joined = when
         db.session.commit()
 
 
 def test_users_list(app, runner):
     assert runner.invoke(args=["users", "list"]).output == (
-        "no users yet: flask --app wsgi create-admin NAME makes the first admin\n")
+        "no users yet: flask --app wsgi create-admin NAME makes the first admin\n"
+    )
     create_test_user(app, "admin", ADMIN_PASSWORD, admin=True)
     create_test_user(app, "alice", USER_PASSWORD)
     create_test_user(app, "gone-for-good", "pw", active=False)
@@ -128,14 +142,17 @@ def test_users_list(app, runner):
         "id  username       admin  active  date joined\n"
         "1   admin          yes    yes     2026-01-02 03:04 UTC\n"
         "2   alice          no     yes     2026-07-01 23:59 UTC\n"
-        "3   gone-for-good  no     no      2026-12-31 00:00 UTC\n")
+        "3   gone-for-good  no     no      2026-12-31 00:00 UTC\n"
+    )
 
 
 def test_set_password_with_option(app, runner, client):
     create_test_user(app, "alice", USER_PASSWORD)
     result = runner.invoke(args=["users", "set-password", "alice", "--password", "new-pw-1"])
     assert (result.exit_code, result.output) == (
-        0, "password of 'alice' changed; its existing sessions ended\n")
+        0,
+        "password of 'alice' changed; its existing sessions ended\n",
+    )
     user = get_user(app, "alice")
     assert user.password_hash.startswith("scrypt:")
     assert user.check_password("new-pw-1") and not user.check_password(USER_PASSWORD)
@@ -143,13 +160,15 @@ def test_set_password_with_option(app, runner, client):
 
 def test_set_password_prompts_hidden_with_confirmation(app, runner):
     create_test_user(app, "alice", USER_PASSWORD)
-    result = runner.invoke(args=["users", "set-password", "alice"],
-                           input="one\ntwo\ntyped-pw\ntyped-pw\n")
+    result = runner.invoke(
+        args=["users", "set-password", "alice"], input="one\ntwo\ntyped-pw\ntyped-pw\n"
+    )
     assert result.exit_code == 0, result.output
     assert result.output == (
         "Password: \nRepeat for confirmation: \nError: The two entered values do not match.\n"
         "Password: \nRepeat for confirmation: \n"
-        "password of 'alice' changed; its existing sessions ended\n")
+        "password of 'alice' changed; its existing sessions ended\n"
+    )
     assert get_user(app, "alice").check_password("typed-pw")
 
 
@@ -189,12 +208,20 @@ def test_grant_and_revoke_admin(app, runner, client):
     assert (result.exit_code, result.output) == (0, "'alice' is already an admin\n")
 
     result = runner.invoke(args=["users", "revoke-admin", "alice"])
-    assert (result.exit_code, result.output) == (0, (
-        "'alice' is no longer an admin\n"
-        "note: no active admin is left (flask --app wsgi users grant-admin NAME)\n"))
+    assert (result.exit_code, result.output) == (
+        0,
+        (
+            "'alice' is no longer an admin\n"
+            "note: no active admin is left (flask --app wsgi users grant-admin NAME)\n"
+        ),
+    )
     user = get_user(app, "alice")
     assert (user.is_staff, user.is_superuser, user.is_admin, user.is_active) == (
-        False, False, False, True)
+        False,
+        False,
+        False,
+        True,
+    )
     assert client.get(USAGE).status_code == 403
     result = runner.invoke(args=["users", "revoke-admin", "alice"])
     assert (result.exit_code, result.output) == (0, "'alice' is not an admin\n")
@@ -215,7 +242,8 @@ def test_superuser_only_is_listed_as_admin_and_grant_completes_it(app, runner):
     joined(app, "half", datetime(2026, 1, 2, 3, 4, tzinfo=UTC))
     assert runner.invoke(args=["users", "list"]).output == (
         "id  username  admin  active  date joined\n"
-        "1   half      yes    yes     2026-01-02 03:04 UTC\n")
+        "1   half      yes    yes     2026-01-02 03:04 UTC\n"
+    )
     result = runner.invoke(args=["users", "grant-admin", "half"])
     assert result.output == "'half' is now an admin\n"
     assert get_user(app, "half").is_staff
@@ -225,16 +253,21 @@ def test_deactivate_and_activate(app, runner, client):
     create_test_user(app, "alice", USER_PASSWORD)
     result = runner.invoke(args=["users", "deactivate", "alice"])
     assert (result.exit_code, result.output) == (
-        0, "'alice' deactivated; its existing sessions ended\n")
+        0,
+        "'alice' deactivated; its existing sessions ended\n",
+    )
     assert get_user(app, "alice").is_active is False
     assert login(client, "alice", USER_PASSWORD).status_code == 401
     result = runner.invoke(args=["users", "deactivate", "alice"])
     assert (result.exit_code, result.output) == (
-        0, "'alice' was already deactivated; its existing sessions ended\n")
+        0,
+        "'alice' was already deactivated; its existing sessions ended\n",
+    )
     result = runner.invoke(args=["users", "grant-admin", "alice"])
     assert result.output == (
         "'alice' is now an admin\n"
-        "note: 'alice' is deactivated and cannot log in (flask --app wsgi users activate alice)\n")
+        "note: 'alice' is deactivated and cannot log in (flask --app wsgi users activate alice)\n"
+    )
 
     result = runner.invoke(args=["users", "activate", "alice"])
     assert (result.exit_code, result.output) == (0, "'alice' activated\n")
@@ -243,8 +276,9 @@ def test_deactivate_and_activate(app, runner, client):
     assert (result.exit_code, result.output) == (0, "'alice' is already active\n")
 
 
-@pytest.mark.parametrize("command", ["set-password", "grant-admin", "revoke-admin",
-                                     "deactivate", "activate"])
+@pytest.mark.parametrize(
+    "command", ["set-password", "grant-admin", "revoke-admin", "deactivate", "activate"]
+)
 def test_unknown_user_is_a_one_line_error(app, runner, command):
     create_test_user(app, "alice", USER_PASSWORD)
     # No prompt for a password first: the name is checked before.
@@ -252,11 +286,14 @@ def test_unknown_user_is_a_one_line_error(app, runner, command):
     assert (result.exit_code, result.output) == (1, "Error: no user 'Alice'\n")
 
 
-@pytest.mark.parametrize(("password", "message"), [
-    ("", "Error: password must not be empty\n"),
-    ("x" * 1025, "Error: password must be at most 1024 characters\n"),
-    ("a\x00b", "Error: password must not contain NUL characters or lone surrogates\n"),
-])
+@pytest.mark.parametrize(
+    ("password", "message"),
+    [
+        ("", "Error: password must not be empty\n"),
+        ("x" * 1025, "Error: password must be at most 1024 characters\n"),
+        ("a\x00b", "Error: password must not contain NUL characters or lone surrogates\n"),
+    ],
+)
 def test_set_password_refuses_bad_passwords(app, runner, password, message):
     create_test_user(app, "alice", USER_PASSWORD)
     with app.app_context():
@@ -271,8 +308,14 @@ def test_set_password_refuses_bad_passwords(app, runner, password, message):
 def test_users_help_lists_the_commands(runner):
     result = runner.invoke(args=["users", "--help"])
     assert result.exit_code == 0
-    for command in ("list", "set-password", "grant-admin", "revoke-admin", "deactivate",
-                    "activate"):
+    for command in (
+        "list",
+        "set-password",
+        "grant-admin",
+        "revoke-admin",
+        "deactivate",
+        "activate",
+    ):
         assert f"  {command} " in result.output
 
 

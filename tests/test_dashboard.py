@@ -74,28 +74,60 @@ def test_dashboard_shell(app, client, auth, admin_user):
     assert 'data-api-stats="/api/v1/admin/token-stats/"' in page
     assert '<a href="/" aria-current="page">Dashboard</a>' in page
     assert 'href="/logout">Log out</a>' in page
-    for key in ("total_calls", "successful_calls", "failed_calls", "total_prompt_tokens",
-                "total_completion_tokens", "total_cached_tokens", "total_reasoning_tokens",
-                "total_tokens", "total_cost_usd", "cache_savings_usd", "unpriced_calls"):
+    for key in (
+        "total_calls",
+        "successful_calls",
+        "failed_calls",
+        "total_prompt_tokens",
+        "total_completion_tokens",
+        "total_cached_tokens",
+        "total_reasoning_tokens",
+        "total_tokens",
+        "total_cost_usd",
+        "cache_savings_usd",
+        "unpriced_calls",
+    ):
         assert f'data-key="{key}"' in page
     # The user filter offers every user, by name, with the id the API filters on.
     options = re.findall(r'<option value="(\d*)">([^<]*)</option>', page)
-    assert options == [("", "All users"), (str(admin_user), f"admin (#{admin_user})"),
-                       (str(admin_user + 1), f"bob (#{admin_user + 1})")]
+    assert options == [
+        ("", "All users"),
+        (str(admin_user), f"admin (#{admin_user})"),
+        (str(admin_user + 1), f"bob (#{admin_user + 1})"),
+    ]
     assert re.findall(r'<option value="(\w+)"( selected)?>', page)[:3] == [
-        ("day", ""), ("month", " selected"), ("year", "")]
+        ("day", ""),
+        ("month", " selected"),
+        ("year", ""),
+    ]
 
 
-@pytest.mark.parametrize(("path", "marks"), [
-    ("/usage", ['data-page="usage"', 'id="export" class="button" '
-                'href="/api/v1/admin/llm-usage/export.csv" download',
-                '<select name="success">', '<select name="priced">', '<input name="model"',
+@pytest.mark.parametrize(
+    ("path", "marks"),
+    [
+        (
+            "/usage",
+            [
+                'data-page="usage"',
+                'id="export" class="button" href="/api/v1/admin/llm-usage/export.csv" download',
+                '<select name="success">',
+                '<select name="priced">',
+                '<input name="model"',
                 # The dashboard's model links filter one exact name; the form keeps it.
                 '<input type="hidden" name="model_exact">',
-                '<p id="model-exact" class="chip" hidden>Model is exactly <code></code>']),
-    ("/usage/abc-123", ['data-page="detail"', "<code>abc-123</code>",
-                        'data-api="/api/v1/admin/llm-usage/abc-123/"']),
-])
+                '<p id="model-exact" class="chip" hidden>Model is exactly <code></code>',
+            ],
+        ),
+        (
+            "/usage/abc-123",
+            [
+                'data-page="detail"',
+                "<code>abc-123</code>",
+                'data-api="/api/v1/admin/llm-usage/abc-123/"',
+            ],
+        ),
+    ],
+)
 def test_usage_shells(client, auth, admin_user, path, marks):
     assert auth.login().status_code == 200
     response = client.get(path)
@@ -116,23 +148,40 @@ def test_pages_load_nothing_from_other_hosts(client, auth, admin_user, path):
 
 
 def test_static_files_are_served(client):
-    chart = client.get("/static/vendor/chart.umd.min.js")
-    assert chart.status_code == 200
-    assert chart.get_data(as_text=True).startswith("/*!\n * Chart.js v4.6.1\n")
-    script = client.get("/static/dashboard.js")
-    assert script.status_code == 200 and b"getJSON" in script.data
-    assert client.get("/static/dashboard.css").status_code == 200
+    # A static file is streamed from the open file: closing the response closes it.
+    with client.get("/static/vendor/chart.umd.min.js") as chart:
+        assert chart.status_code == 200
+        assert chart.get_data(as_text=True).startswith("/*!\n * Chart.js v4.6.1\n")
+    with client.get("/static/dashboard.js") as script:
+        assert script.status_code == 200 and b"getJSON" in script.data
+    with client.get("/static/dashboard.css") as style:
+        assert style.status_code == 200
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize(("require", "outcome"), [("", "1 skipped"), ("1", "1 error")])
 def test_browser_tests_skip_visibly_or_fail_without_chromium(tmp_path, require, outcome):
-    env = {**os.environ, "LLM_TRACKER_CHROMIUM": str(tmp_path / "no-chromium"),
-           "LLM_TRACKER_REQUIRE_BROWSER": require}
+    env = {
+        **os.environ,
+        "LLM_TRACKER_CHROMIUM": str(tmp_path / "no-chromium"),
+        "LLM_TRACKER_REQUIRE_BROWSER": require,
+    }
     done = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
-         "tests/test_dashboard_browser.py::test_make_run_flow_shows_demo_data"],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            "tests/test_dashboard_browser.py::test_make_run_flow_shows_demo_data",
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     reason = f"browser tests need Debian's Chromium at {tmp_path / 'no-chromium'}"
     assert reason in done.stdout
     assert outcome in done.stdout

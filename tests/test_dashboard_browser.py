@@ -37,9 +37,19 @@ from llm_tracker.database import utcnow
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = os.environ.get("LLM_TRACKER_CHROMIUM") or "/usr/bin/chromium"
 ZONE = "Asia/Kathmandu"  # +05:45: a wrong bucket edge or date shows at once
-CARD_KEYS = ["total_calls", "successful_calls", "failed_calls", "total_prompt_tokens",
-             "total_completion_tokens", "total_cached_tokens", "total_reasoning_tokens",
-             "total_tokens", "total_cost_usd", "cache_savings_usd", "unpriced_calls"]
+CARD_KEYS = [
+    "total_calls",
+    "successful_calls",
+    "failed_calls",
+    "total_prompt_tokens",
+    "total_completion_tokens",
+    "total_cached_tokens",
+    "total_reasoning_tokens",
+    "total_tokens",
+    "total_cost_usd",
+    "cache_savings_usd",
+    "unpriced_calls",
+]
 MONEY = {"total_cost_usd", "cache_savings_usd"}
 
 
@@ -51,8 +61,7 @@ def browser():
     """Headless Debian Chromium; module-scoped so Playwright's event loop is gone before
     other modules run their own asyncio code."""
     if not os.path.exists(CHROMIUM):
-        reason = (f"browser tests need Debian's Chromium at {CHROMIUM} "
-                  "(apt-get install chromium)")
+        reason = f"browser tests need Debian's Chromium at {CHROMIUM} (apt-get install chromium)"
         if os.environ.get("LLM_TRACKER_REQUIRE_BROWSER") == "1":
             pytest.fail(f"{reason}, and LLM_TRACKER_REQUIRE_BROWSER=1 forbids skipping")
         pytest.skip(reason)
@@ -60,8 +69,10 @@ def browser():
 
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(
-            executable_path=CHROMIUM, headless=True,
-            args=["--no-sandbox", "--disable-background-networking"])
+            executable_path=CHROMIUM,
+            headless=True,
+            args=["--no-sandbox", "--disable-background-networking"],
+        )
         yield browser
         browser.close()
 
@@ -75,7 +86,8 @@ CSP_WATCHER = """document.addEventListener("securitypolicyviolation", (e) =>
 HEADERS = {
     "content-security-policy": (
         "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
-        "object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"),
+        "object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+    ),
     "x-content-type-options": "nosniff",
     "x-frame-options": "DENY",
     "referrer-policy": "same-origin",
@@ -92,8 +104,7 @@ class Watch:
         self.unprotected: list[str] = []
         self.responses = 0
         context.on("weberror", lambda e: self.errors.append(str(e.error)))
-        context.expose_binding("__cspViolation", lambda _source, text: self.violations.append(
-            text))
+        context.expose_binding("__cspViolation", lambda _source, text: self.violations.append(text))
         context.add_init_script(CSP_WATCHER)
         context.on("console", self._console)
         context.on("response", self._response)
@@ -118,8 +129,9 @@ class Watch:
 
 
 def new_context(browser, **options):
-    context = browser.new_context(timezone_id=ZONE, locale="en-US",
-                                  viewport={"width": 1280, "height": 900}, **options)
+    context = browser.new_context(
+        timezone_id=ZONE, locale="en-US", viewport={"width": 1280, "height": 900}, **options
+    )
     context.set_default_timeout(15_000)
     context.watch = Watch(context)
     return context
@@ -170,9 +182,15 @@ def site(app, serve):
         create_demo_rows([alice, bob], count=150, seed=11)
         now = utcnow()
         for days, user in ((1, alice), (2, None), (5, alice)):
-            record_usage("acme-llm-7", prompt_tokens=400, completion_tokens=100,
-                         user_id=user, metadata={"doc": "a.pdf"}, node_name="summarise",
-                         created_at=now - timedelta(days=days, minutes=7))
+            record_usage(
+                "acme-llm-7",
+                prompt_tokens=400,
+                completion_tokens=100,
+                user_id=user,
+                metadata={"doc": "a.pdf"},
+                node_name="summarise",
+                created_at=now - timedelta(days=days, minutes=7),
+            )
     return serve(app)
 
 
@@ -191,16 +209,43 @@ def usd(text: str | None) -> str:
     return f"{'-' if rounded < 0 else ''}${abs(rounded):,}"
 
 
-MONEY_CASES = ["0.007215000", "0.000049999", "0.000050000", "0", "0.000000000", "1.31",
-               "0.6915", "1234.5650", "1234.56549", "0.99995", "-0.0125", "0.1", "12",
-               "1234567.000049999", None]
+MONEY_CASES = [
+    "0.007215000",
+    "0.000049999",
+    "0.000050000",
+    "0",
+    "0.000000000",
+    "1.31",
+    "0.6915",
+    "1234.5650",
+    "1234.56549",
+    "0.99995",
+    "-0.0125",
+    "0.1",
+    "12",
+    "1234567.000049999",
+    None,
+]
 
 
 def test_usd_rounding_rule():
     assert [usd(x) for x in MONEY_CASES] == [
-        "$0.0072", "<$0.0001", "$0.0001", "$0.0000", "$0.0000", "$1.3100", "$0.6915",
-        "$1,234.5650", "$1,234.5655", "$1.0000", "-$0.0125", "$0.1000", "$12.0000",
-        "$1,234,567.0000", "unpriced"]
+        "$0.0072",
+        "<$0.0001",
+        "$0.0001",
+        "$0.0000",
+        "$0.0000",
+        "$1.3100",
+        "$0.6915",
+        "$1,234.5650",
+        "$1,234.5655",
+        "$1.0000",
+        "-$0.0125",
+        "$0.1000",
+        "$12.0000",
+        "$1,234,567.0000",
+        "unpriced",
+    ]
 
 
 def settle(page, action=None):
@@ -262,8 +307,9 @@ def assert_chart(page, series, granularity):
     assert data["labels"] == labels
     assert data["data"][0] == [b["total_prompt_tokens"] for b in series]
     assert data["data"][1] == [b["total_completion_tokens"] for b in series]
-    assert data["data"][2] == [None if b["total_cost_usd"] is None else float(b["total_cost_usd"])
-                               for b in series]
+    assert data["data"][2] == [
+        None if b["total_cost_usd"] is None else float(b["total_cost_usd"]) for b in series
+    ]
     assert page.is_visible("#chart") and page.is_hidden("#chart-empty")
 
 
@@ -276,29 +322,42 @@ def assert_chart_money(page, series):
     assert labels == [usd(f"{value:.6f}") for value, _ in ticks]
     assert all(re.fullmatch(r"\$\d[\d,]*\.\d{4}", label) for label in labels), labels
     i = next(i for i, b in enumerate(series) if b["total_cost_usd"] not in (None, "0.000000000"))
-    lines = page.evaluate("""(i) => {
+    lines = page.evaluate(
+        """(i) => {
         const chart = Chart.getChart(document.getElementById('chart'));
         chart.tooltip.setActiveElements([0, 1, 2].map(d => ({datasetIndex: d, index: i})),
                                         {x: 0, y: 0});
         chart.update();
         return chart.tooltip.body.flatMap(b => b.lines);
-    }""", i)
+    }""",
+        i,
+    )
     b = series[i]
-    assert lines == [f"Prompt tokens: {b['total_prompt_tokens']:,}",
-                     f"Completion tokens: {b['total_completion_tokens']:,}",
-                     f"Cost: {usd(b['total_cost_usd'])}"]
+    assert lines == [
+        f"Prompt tokens: {b['total_prompt_tokens']:,}",
+        f"Completion tokens: {b['total_completion_tokens']:,}",
+        f"Cost: {usd(b['total_cost_usd'])}",
+    ]
 
 
 def assert_by_model(page, by_model):
     rows = page.locator("#by-model tbody tr")
-    assert rows.evaluate_all("rs => rs.map(r => r.dataset.model)") == [
-        m["model"] for m in by_model]
+    assert rows.evaluate_all("rs => rs.map(r => r.dataset.model)") == [m["model"] for m in by_model]
     cells = rows.evaluate_all("rs => rs.map(r => [...r.cells].map(c => c.textContent))")
-    assert cells == [[m["model"], f"{m['total_calls']:,}", f"{m['total_prompt_tokens']:,}",
-                      f"{m['total_completion_tokens']:,}", f"{m['total_cached_tokens']:,}",
-                      f"{m['total_reasoning_tokens']:,}", f"{m['total_tokens']:,}",
-                      usd(m["total_cost_usd"]), f"{m['unpriced_calls']:,}"]
-                     for m in by_model]
+    assert cells == [
+        [
+            m["model"],
+            f"{m['total_calls']:,}",
+            f"{m['total_prompt_tokens']:,}",
+            f"{m['total_completion_tokens']:,}",
+            f"{m['total_cached_tokens']:,}",
+            f"{m['total_reasoning_tokens']:,}",
+            f"{m['total_tokens']:,}",
+            usd(m["total_cost_usd"]),
+            f"{m['unpriced_calls']:,}",
+        ]
+        for m in by_model
+    ]
 
 
 def usage_rows(page):
@@ -347,10 +406,23 @@ def test_dashboard_cards_chart_and_table_equal_the_api(context, site):
     settle(page, lambda: page.fill("input[name=end_date]", end))
     alice = page.locator("select[name=user_id] option", has_text="alice").get_attribute("value")
     settle(page, lambda: page.select_option("select[name=user_id]", alice))
-    assert query(page) == {"granularity": ["month"], "start_date": [start],
-                           "end_date": [end], "tz": [zone], "user_id": [alice]}
-    _, ranged = api(page, site.url, "token-stats/", granularity="month", tz=zone,
-                    start_date=start, end_date=end, user_id=alice)
+    assert query(page) == {
+        "granularity": ["month"],
+        "start_date": [start],
+        "end_date": [end],
+        "tz": [zone],
+        "user_id": [alice],
+    }
+    _, ranged = api(
+        page,
+        site.url,
+        "token-stats/",
+        granularity="month",
+        tz=zone,
+        start_date=start,
+        end_date=end,
+        user_id=alice,
+    )
     assert 0 < ranged["summary"]["total_calls"] < 153
     assert_cards(page, ranged["summary"])
     assert_chart(page, ranged["series"], "month")
@@ -366,8 +438,12 @@ def test_dashboard_cards_chart_and_table_equal_the_api(context, site):
 
     # Back to the previous filters with the browser's back button.
     settle(page, page.go_back)
-    assert query(page) == {"granularity": ["month"], "start_date": [start],
-                           "end_date": [end], "tz": [zone]}
+    assert query(page) == {
+        "granularity": ["month"],
+        "start_date": [start],
+        "end_date": [end],
+        "tz": [zone],
+    }
     assert page.input_value("select[name=user_id]") == ""
 
 
@@ -379,14 +455,22 @@ def test_dashboard_error_and_expired_session(context, site):
     # An API error: the API's own message, and no stale or blank chart.
     settle(page, lambda: page.fill("input[name=end_date]", "2026-01-01"))
     settle(page, lambda: page.fill("input[name=start_date]", "2026-02-01"))
-    status, error = api(page, site.url, "token-stats/", granularity="month", tz=zone,
-                        start_date="2026-02-01", end_date="2026-01-01")
+    status, error = api(
+        page,
+        site.url,
+        "token-stats/",
+        granularity="month",
+        tz=zone,
+        start_date="2026-02-01",
+        end_date="2026-01-01",
+    )
     assert status == 400
     assert page.text_content("#status .message") == error["error"]
     assert page.text_content("#status") == f"Error from the API: {error['error']}"
     assert page.is_hidden("#cards") and page.is_hidden("#chart") and page.is_hidden("#by-model")
     assert page.text_content("#chart-empty") == (
-        "No chart: the data could not be loaded (see the message above).")
+        "No chart: the data could not be loaded (see the message above)."
+    )
     assert page.text_content("#by-model-empty") == "No table: the data could not be loaded."
 
     # A bad time zone typed by hand: also the API's message.
@@ -408,7 +492,8 @@ def test_dashboard_error_and_expired_session(context, site):
     assert page.request.post(f"{site.url}/api/v1/auth/logout").ok
     settle(page, lambda: page.select_option("select[name=granularity]", "year"))
     assert page.text_content("#status") == (
-        "Your session has expired. Log in again to see this page.")
+        "Your session has expired. Log in again to see this page."
+    )
     link = page.locator("#status a")
     here = f"/?granularity=year&tz={quote(zone, safe='')}"
     assert link.get_attribute("href") == f"/login?next={quote(here, safe='')}"
@@ -431,11 +516,23 @@ def test_model_links_open_exactly_that_model(context, app, serve):
     create_test_user(app, "admin", ADMIN_PASSWORD, admin=True)
     with app.app_context():
         now = utcnow()
-        for i, model in enumerate(["gpt-4o-mini", "gpt-4o-mini-2024-07-18",
-                                   "gpt-4o-mini-2024-07-18", "GPT-4O-MINI", "gpt-4o",
-                                   "gpt-4o", "gpt-4o"]):
-            record_usage(model, prompt_tokens=100, completion_tokens=10,
-                         created_at=now - timedelta(hours=i + 1))
+        for i, model in enumerate(
+            [
+                "gpt-4o-mini",
+                "gpt-4o-mini-2024-07-18",
+                "gpt-4o-mini-2024-07-18",
+                "GPT-4O-MINI",
+                "gpt-4o",
+                "gpt-4o",
+                "gpt-4o",
+            ]
+        ):
+            record_usage(
+                model,
+                prompt_tokens=100,
+                completion_tokens=10,
+                created_at=now - timedelta(hours=i + 1),
+            )
     site = serve(app)
     page = log_in(context, site.url)
     zone = page.input_value("input[name=tz]")
@@ -453,7 +550,8 @@ def test_model_links_open_exactly_that_model(context, app, serve):
     assert page.text_content("#model-exact code") == "gpt-4o-mini"
     assert page.is_visible("#model-exact") and page.input_value("input[name=model]") == ""
     assert page.get_attribute("#export", "href") == (
-        f"/api/v1/admin/llm-usage/export.csv?tz={quote(zone, safe='')}&model_exact=gpt-4o-mini")
+        f"/api/v1/admin/llm-usage/export.csv?tz={quote(zone, safe='')}&model_exact=gpt-4o-mini"
+    )
 
     # Other filters keep the exact model; the chip's button drops it.
     settle(page, lambda: page.select_option("select[name=success]", "true"))
@@ -483,8 +581,13 @@ def test_pages_hold_the_content_security_policy(context, site):
     response = page.request.get(f"{site.url}/")
     assert {name: response.headers[name] for name in HEADERS} == HEADERS
     _, listing = api(page, site.url, "llm-usage/", page_size=1)
-    for path in ("/usage", "/usage?priced=false", "/?granularity=day",
-                 f"/usage/{listing['results'][0]['id']}", "/usage/no-such-row"):
+    for path in (
+        "/usage",
+        "/usage?priced=false",
+        "/?granularity=day",
+        f"/usage/{listing['results'][0]['id']}",
+        "/usage/no-such-row",
+    ):
         settle(page, lambda path=path: page.goto(f"{site.url}{path}"))
     page.goto(f"{site.url}/logout")  # to the login form
     assert urlsplit(page.url).path == "/login"
@@ -504,12 +607,14 @@ def test_pages_hold_the_content_security_policy(context, site):
         page.wait_for_timeout(50)
     assert page.evaluate("window.__inlineRan") is None
     assert page.evaluate("getComputedStyle(document.body).color") != "rgb(255, 0, 0)"
-    directives = sorted({v.split()[0] for v in context.watch.violations
-                         if not v.startswith("console:")})
+    directives = sorted(
+        {v.split()[0] for v in context.watch.violations if not v.startswith("console:")}
+    )
     assert directives == ["script-src-elem", "style-src-attr"]
     # Chromium's console report of the same refusals is caught too.
-    assert any(v.startswith("console: Executing inline script violates")
-               for v in context.watch.violations), context.watch.violations
+    assert any(
+        v.startswith("console: Executing inline script violates") for v in context.watch.violations
+    ), context.watch.violations
     context.watch.violations.clear()  # caught on purpose: the fixture checks for others
 
 
@@ -534,13 +639,18 @@ def test_usage_table_filters_export_and_detail(context, site):
     # Filters go into the URL; the table is the API's answer for them.
     page.fill("input[name=model]", "GPT-4O")
     settle(page, lambda: page.select_option("select[name=success]", "true"))
-    assert query(page) == {"model": ["GPT-4O"], "success": ["true"], "tz": [zone],
-                           "page_size": ["20"]}
+    assert query(page) == {
+        "model": ["GPT-4O"],
+        "success": ["true"],
+        "tz": [zone],
+        "page_size": ["20"],
+    }
     _, gpt = api(page, site.url, "llm-usage/", model="GPT-4O", success="true", tz=zone)
     assert gpt["total"] > 20
     assert usage_rows(page) == [r["id"] for r in gpt["results"]]
     assert page.get_attribute("#export", "href") == (
-        f"/api/v1/admin/llm-usage/export.csv?model=GPT-4O&success=true&tz={quote(zone, safe='')}")
+        f"/api/v1/admin/llm-usage/export.csv?model=GPT-4O&success=true&tz={quote(zone, safe='')}"
+    )
 
     # Paging keeps the filters.
     settle(page, lambda: page.click("#next"))
@@ -565,8 +675,9 @@ def test_usage_table_filters_export_and_detail(context, site):
     text = Path(download.value.path()).read_text(encoding="utf-8")
     table = list(csv.reader(io.StringIO(text)))
     assert table[0][:5] == ["id", "created_at", "user_id", "username", "model"]
-    _, every = api(page, site.url, "llm-usage/", model="GPT-4O", success="true", tz=zone,
-                   page_size=200)
+    _, every = api(
+        page, site.url, "llm-usage/", model="GPT-4O", success="true", tz=zone, page_size=200
+    )
     assert [row[0] for row in table[1:]] == [r["id"] for r in every["results"]]
     assert len(table) == 1 + gpt["total"]
 
@@ -593,8 +704,7 @@ def test_usage_table_filters_export_and_detail(context, site):
 
     assert field("id") == row["id"]
     local = datetime.fromisoformat(row["created_at"]).astimezone(ZoneInfo(zone))
-    assert field("created_at") == (
-        f"{local:%Y-%m-%d %H:%M:%S} {zone} ({row['created_at']})")
+    assert field("created_at") == (f"{local:%Y-%m-%d %H:%M:%S} {zone} ({row['created_at']})")
     assert field("model") == "acme-llm-7"
     assert field("node_name") == "summarise"
     assert field("cost_usd") == "unpriced"
@@ -606,7 +716,8 @@ def test_usage_table_filters_export_and_detail(context, site):
     assert page.locator("#detail input, #detail button, #detail form").count() == 0
     # Back to the filtered list it came from.
     assert page.get_attribute("#back", "href") == (
-        f"{site.url}/usage?priced=false&tz={quote(zone, safe='')}&page_size=20")
+        f"{site.url}/usage?priced=false&tz={quote(zone, safe='')}&page_size=20"
+    )
 
     # A priced row: money by the pages' one rule, the exact amount on hover.
     priced = next(r for r in listing["results"] if r["cost_usd"] not in (None, "0.000000000"))
@@ -614,7 +725,8 @@ def test_usage_table_filters_export_and_detail(context, site):
     for key in ("cost_usd", "input_cost_usd", "output_cost_usd", "cache_savings_usd"):
         assert field(key) == usd(priced[key]), key
         assert page.get_attribute(f'#fields [data-key="{key}"] dd', "title") == (
-            f"${priced[key]} exactly"), key
+            f"${priced[key]} exactly"
+        ), key
     assert field("price_source") == priced["price_source"]
 
     # The detail shows the time in the zone the list was showing, not the browser's.
@@ -627,9 +739,11 @@ def test_usage_table_filters_export_and_detail(context, site):
     settle(page, lambda: cell.locator("a").click())
     assert page.url == f"{site.url}/usage/{first['id']}?tz=America%2FNew_York"
     assert field("created_at") == (
-        f"{local:%Y-%m-%d %H:%M:%S} America/New_York ({first['created_at']})")
+        f"{local:%Y-%m-%d %H:%M:%S} America/New_York ({first['created_at']})"
+    )
     assert page.get_attribute("#back", "href") == (
-        f"{site.url}/usage?priced=true&tz=America/New_York")
+        f"{site.url}/usage?priced=true&tz=America/New_York"
+    )
 
     # An unknown id: the API's 404 message.
     settle(page, lambda: page.goto(f"{site.url}/usage/no-such-row"))
@@ -649,7 +763,8 @@ def test_empty_database_says_so(context, app, serve):
     assert page.text_content('.card[data-key="total_cost_usd"] .value') == "$0.0000"
     assert page.is_hidden("#chart-box")
     assert page.text_content("#chart-empty") == (
-        f"No calls in this period (daily, the last 31 days, {zone}).")
+        f"No calls in this period (daily, the last 31 days, {zone})."
+    )
     assert page.text_content("#by-model-empty") == "No calls, so no models."
 
     settle(page, lambda: page.select_option("select[name=user_id]", "1"))
@@ -689,15 +804,20 @@ def test_make_run_flow_shows_demo_data(browser, tmp_path):
     env.pop("DATABASE_URL", None)
     flask = [sys.executable, "-m", "flask", "--app", "wsgi"]
     for command in (["db", "upgrade"], ["bootstrap"]):
-        done = subprocess.run([*flask, *command], cwd=ROOT, env=env, capture_output=True,
-                              text=True, timeout=120)
+        done = subprocess.run(
+            [*flask, *command], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
+        )
         assert done.returncode == 0, done.stderr
     password = re.search(r"password: (\S+)", done.stdout).group(1)
 
     port = free_port()
-    server = subprocess.Popen([*flask, "run", "--host", "127.0.0.1", "--port", str(port)],
-                              cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
-                              stderr=subprocess.DEVNULL)
+    server = subprocess.Popen(
+        [*flask, "run", "--host", "127.0.0.1", "--port", str(port)],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     base = f"http://127.0.0.1:{port}"
     shots = Path(os.environ.get("LLM_TRACKER_SCREENSHOTS") or tmp_path / "screenshots")
     shots.mkdir(parents=True, exist_ok=True)

@@ -23,14 +23,27 @@ def rows(app, admin_user, regular_user):
     """Four rows, newest last: admin is user 1, alice user 2."""
     with app.app_context():
         made = [
-            record_usage("gpt-4o-mini", 100, 50, cached_tokens=10, user_id=2,
-                         provider="openai", node_name="interpret",
-                         metadata={"doc": "a.pdf", "pages": 3},
-                         created_at=utc(2026, 1, 10, 8, 0)),
+            record_usage(
+                "gpt-4o-mini",
+                100,
+                50,
+                cached_tokens=10,
+                user_id=2,
+                provider="openai",
+                node_name="interpret",
+                metadata={"doc": "a.pdf", "pages": 3},
+                created_at=utc(2026, 1, 10, 8, 0),
+            ),
             record_usage("acme-llm-7", 10, 5, created_at=utc(2026, 1, 10, 9, 0)),
-            record_usage("gpt-4o", 1000, 200, success=False,
-                         error='=HYPERLINK("http://x","boom")', user_id=1,
-                         created_at=utc(2026, 1, 11, 0, 0)),
+            record_usage(
+                "gpt-4o",
+                1000,
+                200,
+                success=False,
+                error='=HYPERLINK("http://x","boom")',
+                user_id=1,
+                created_at=utc(2026, 1, 11, 0, 0),
+            ),
             record_usage("gpt-4o-mini", 20, 0, user_id=99, created_at=utc(2026, 1, 12, 0, 0)),
         ]
     return [str(row.id) for row in made]
@@ -56,18 +69,33 @@ def test_export_has_a_header_and_one_line_per_row(admin_client, rows):
     exported = read_csv(response)
     assert [r["id"] for r in exported] == rows[::-1]
     assert exported[3] == {
-        "id": rows[0], "created_at": "2026-01-10T08:00:00+00:00", "user_id": "2",
-        "username": "alice", "model": "gpt-4o-mini", "requested_model": "",
-        "deployment": "", "provider": "openai", "node_name": "interpret",
-        "prompt_tokens": "100", "completion_tokens": "50", "total_tokens": "150",
-        "cached_tokens": "10", "cache_write_tokens": "0", "reasoning_tokens": "0",
+        "id": rows[0],
+        "created_at": "2026-01-10T08:00:00+00:00",
+        "user_id": "2",
+        "username": "alice",
+        "model": "gpt-4o-mini",
+        "requested_model": "",
+        "deployment": "",
+        "provider": "openai",
+        "node_name": "interpret",
+        "prompt_tokens": "100",
+        "completion_tokens": "50",
+        "total_tokens": "150",
+        "cached_tokens": "10",
+        "cache_write_tokens": "0",
+        "reasoning_tokens": "0",
         # 90 * 0.15 + 10 * 0.075 + 50 * 0.60 micro-USD
-        "cost_usd": "0.000044250", "input_cost_usd": "0.000014250",
-        "output_cost_usd": "0.000030000", "cache_savings_usd": "0.000000750",
-        "price_source": "genai-prices 0.2.3: openai/gpt-4o-mini", "latency_ms": "",
-        "success": "true", "error": "",
-        "metadata": json.dumps({"doc": "a.pdf", "node_name": "interpret", "pages": 3},
-                               sort_keys=True),
+        "cost_usd": "0.000044250",
+        "input_cost_usd": "0.000014250",
+        "output_cost_usd": "0.000030000",
+        "cache_savings_usd": "0.000000750",
+        "price_source": "genai-prices 0.2.3: openai/gpt-4o-mini",
+        "latency_ms": "",
+        "success": "true",
+        "error": "",
+        "metadata": json.dumps(
+            {"doc": "a.pdf", "node_name": "interpret", "pages": 3}, sort_keys=True
+        ),
     }
     # An unpriced row has empty cost cells; a user id no user has, an empty username.
     assert (exported[2]["cost_usd"], exported[2]["price_source"]) == ("", "")
@@ -109,14 +137,21 @@ def test_export_streams_in_batches(admin_client, rows, monkeypatch):
     assert "".join(chunks) == admin_client.get(EXPORT).get_data(as_text=True)
 
 
-@pytest.mark.parametrize(("query", "message"), [
-    ("priced=maybe", "invalid query parameters: priced: Not a valid boolean."),
-    ("page=2", "invalid query parameters: page: Unknown field."),
-    ("model_exact=a%00b", "invalid query parameters: model_exact: must not contain NUL "
-     "characters"),
-    ("start_date=2026-02-01&end_date=2026-01-01",
-     "start_date (2026-02-01T00:00:00+00:00) is after end_date (2026-01-01T23:59:59.999999+00:00)"),
-])
+@pytest.mark.parametrize(
+    ("query", "message"),
+    [
+        ("priced=maybe", "invalid query parameters: priced: Not a valid boolean."),
+        ("page=2", "invalid query parameters: page: Unknown field."),
+        (
+            "model_exact=a%00b",
+            "invalid query parameters: model_exact: must not contain NUL characters",
+        ),
+        (
+            "start_date=2026-02-01&end_date=2026-01-01",
+            "start_date (2026-02-01T00:00:00+00:00) is after end_date (2026-01-01T23:59:59.999999+00:00)",  # noqa: E501
+        ),
+    ],
+)
 def test_export_bad_input_is_400_json(admin_client, query, message):
     response = admin_client.get(f"{EXPORT}?{query}")
     assert response.status_code == 400
@@ -127,7 +162,9 @@ def test_export_and_detail_need_an_admin(client, auth, rows):
     for url in (EXPORT, f"{USAGE}{rows[0]}/"):
         response = client.get(url)
         assert (response.status_code, response.get_json()) == (
-            401, {"error": "authentication required: log in first"})
+            401,
+            {"error": "authentication required: log in first"},
+        )
     assert auth.login("alice", USER_PASSWORD).status_code == 200
     for url in (EXPORT, f"{USAGE}{rows[0]}/"):
         assert client.get(url).status_code == 403

@@ -7,7 +7,8 @@ def test_sources_in_order(tmp_path, monkeypatch):
     monkeypatch.setenv("LLM_TRACKER_INSTANCE_PATH", str(tmp_path))
     (tmp_path / "config.py").write_text(
         "GREETING = 'file'\nCOLOUR = 'file'\nSIZE = 'file'\n"
-        "SQLALCHEMY_DATABASE_URI = 'sqlite:///file.db'\n")
+        "SQLALCHEMY_DATABASE_URI = 'sqlite:///file.db'\n"
+    )
     monkeypatch.setenv("FLASK_COLOUR", '"env"')
     monkeypatch.setenv("FLASK_SIZE", "3")
     monkeypatch.setenv("DATABASE_URL", f"sqlite:///{tmp_path / 'env.db'}")
@@ -28,7 +29,8 @@ def test_defaults(tmp_path, monkeypatch):
     monkeypatch.delenv("DATABASE_URL", raising=False)
     app = create_app()
     assert app.config["SQLALCHEMY_DATABASE_URI"] == (
-        f"sqlite:///{tmp_path / 'llm_tracker.sqlite3'}")
+        f"sqlite:///{tmp_path / 'llm_tracker.sqlite3'}"
+    )
     assert app.config["SESSION_COOKIE_HTTPONLY"] is True
     assert app.config["SESSION_COOKIE_SAMESITE"] == "Lax"
     assert app.config["SESSION_COOKIE_SECURE"] is False

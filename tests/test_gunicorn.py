@@ -78,7 +78,8 @@ def _lines(path: Path) -> int:
 @pytest.mark.slow
 @pytest.mark.parametrize("preload", [False, True], ids=["no-preload", "preload"])
 def test_four_gunicorn_workers_each_journal_and_a_graceful_stop_writes_every_row_once(
-        make_app, database_url, tmp_path, preload):
+    make_app, database_url, tmp_path, preload
+):
     from support.rollup_check import assert_rollups_match
 
     instance = tmp_path / "instance"
@@ -97,14 +98,35 @@ def test_four_gunicorn_workers_each_journal_and_a_graceful_stop_writes_every_row
     listener.listen(128)
     port = listener.getsockname()[1]
     log = tmp_path / "gunicorn.log"
-    command = [sys.executable, "-m", "gunicorn", "--workers", str(WORKERS),
-               "--bind", f"fd://{listener.fileno()}", "--pythonpath", f"{ROOT},{ROOT / 'tests'}",
-               "--graceful-timeout", "60", "--timeout", "120", "--log-level", "info",
-               *(["--preload"] if preload else []), "support.gunicorn_app:app"]
+    command = [
+        sys.executable,
+        "-m",
+        "gunicorn",
+        "--workers",
+        str(WORKERS),
+        "--bind",
+        f"fd://{listener.fileno()}",
+        "--pythonpath",
+        f"{ROOT},{ROOT / 'tests'}",
+        "--graceful-timeout",
+        "60",
+        "--timeout",
+        "120",
+        "--log-level",
+        "info",
+        *(["--preload"] if preload else []),
+        "support.gunicorn_app:app",
+    ]
     env = {**os.environ, "LLM_TRACKER_TEST_APP_CONFIG": json.dumps(config)}
     with open(log, "wb") as log_file:
-        server = subprocess.Popen(command, env=env, stdout=log_file, stderr=subprocess.STDOUT,
-                                  pass_fds=[listener.fileno()], cwd=tmp_path)
+        server = subprocess.Popen(
+            command,
+            env=env,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            pass_fds=[listener.fileno()],
+            cwd=tmp_path,
+        )
     listener.close()  # gunicorn holds it now
     try:
         _wait_until_serving(server, port, log)
@@ -146,12 +168,18 @@ def test_four_gunicorn_workers_each_journal_and_a_graceful_stop_writes_every_row
         assert [_lines(path) for path in paths] == [0] * len(paths)
     with app.app_context():
         assert get_spool().rows() == []
-        count, distinct, tokens = db.session.execute(select(
-            func.count(), func.count(func.distinct(LLMUsage.run_id)),
-            func.sum(LLMUsage.prompt_tokens))).one()
+        count, distinct, tokens = db.session.execute(
+            select(
+                func.count(),
+                func.count(func.distinct(LLMUsage.run_id)),
+                func.sum(LLMUsage.prompt_tokens),
+            )
+        ).one()
         run_ids = set(db.session.execute(select(LLMUsage.run_id)).scalars())
         assert_rollups_match()
     assert (count, distinct, tokens) == (REQUESTS, REQUESTS, sum(range(REQUESTS)))
     assert run_ids == {f"g-{i}" for i in range(REQUESTS)}
-    print(f"\npreload={preload}: {REQUESTS} requests served by {len(served_by)} workers "
-          f"({sorted(pids.count(p) for p in served_by)} each)")
+    print(
+        f"\npreload={preload}: {REQUESTS} requests served by {len(served_by)} workers "
+        f"({sorted(pids.count(p) for p in served_by)} each)"
+    )

@@ -52,12 +52,18 @@ def test_recorded_cache_read_and_5m_creation(app, fake_provider, handler):
     assert msg.content.startswith("Python is a beginner-friendly")
     # langchain-anthropic's own report: the writes under the 5m key, cache_creation 0.
     assert msg.usage_metadata["input_token_details"] == {
-        "cache_read": 1111, "cache_creation": 0, "ephemeral_5m_input_tokens": 418,
-        "ephemeral_1h_input_tokens": 0}
+        "cache_read": 1111,
+        "cache_creation": 0,
+        "ephemeral_5m_input_tokens": 418,
+        "ephemeral_1h_input_tokens": 0,
+    }
     row = only_row(app)
     assert tokens(row) == (1532, 33, 1565, 1111, 0, 418)
-    assert (row.model, row.requested_model, row.provider) == (SERVED, "claude-sonnet-4-5",
-                                                             "anthropic")
+    assert (row.model, row.requested_model, row.provider) == (
+        SERVED,
+        "claude-sonnet-4-5",
+        "anthropic",
+    )
     assert "cache_write_1h_tokens" not in row.meta
     assert "usage_missing" not in row.meta
     # 3 x 3 + 1111 x 0.30 + 418 x 3.75 + 33 x 15 = 9 + 333.3 + 1567.5 + 495 = 2404.8 / 1M
@@ -74,8 +80,9 @@ def test_recorded_stream(app, fake_provider, handler):
     # message_start: input_tokens 20, no cache; message_delta usage: input_tokens 20,
     # cache_creation 0, cache_read 0, output_tokens 5; model "claude-sonnet-4-5-20250929".
     fake_provider.enqueue_payload("anthropic_message_stream.sse")
-    text = "".join(c.text for c in anthropic_model(fake_provider).stream(
-        "1 + 1?", config=cfg(handler)))
+    text = "".join(
+        c.text for c in anthropic_model(fake_provider).stream("1 + 1?", config=cfg(handler))
+    )
     assert text == "2"
     row = only_row(app)
     assert tokens(row) == (20, 5, 25, 0, 0, 0)
@@ -89,9 +96,12 @@ def test_recorded_stream(app, fake_provider, handler):
 
 # 50 uncached + 2000 read + 3000 written (1000 with the 5-minute TTL, 2000 with 1 hour).
 CACHE_USAGE = {
-    "input_tokens": 50, "cache_creation_input_tokens": 3000, "cache_read_input_tokens": 2000,
+    "input_tokens": 50,
+    "cache_creation_input_tokens": 3000,
+    "cache_read_input_tokens": 2000,
     "cache_creation": {"ephemeral_5m_input_tokens": 1000, "ephemeral_1h_input_tokens": 2000},
-    "output_tokens": 100, "service_tier": "standard",
+    "output_tokens": 100,
+    "service_tier": "standard",
 }
 
 
@@ -111,8 +121,9 @@ def test_1h_writes_priced_at_the_1h_rate_and_repriced_alike(app, fake_provider, 
 def test_stream_writes_have_no_ttl_split(app, fake_provider, handler):
     # The API's message_delta (the only usage langchain-anthropic reads from a stream)
     # carries the total written, not the TTL split: all 3000 at the 5-minute rate.
-    fake_provider.enqueue(anthropic_sse(anthropic_stream_events(SERVED, usage=CACHE_USAGE)),
-                          sse=True)
+    fake_provider.enqueue(
+        anthropic_sse(anthropic_stream_events(SERVED, usage=CACHE_USAGE)), sse=True
+    )
     list(anthropic_model(fake_provider).stream("hi", config=cfg(handler)))
     row = only_row(app)
     assert tokens(row) == (5050, 100, 5150, 2000, 0, 3000)
@@ -124,14 +135,23 @@ def test_stream_writes_have_no_ttl_split(app, fake_provider, handler):
 
 def test_cache_creation_and_ttl_keys_together_count_once():
     # An older langchain-anthropic left cache_creation set beside the TTL keys.
-    details = {"cache_read": 5, "cache_creation": 30, "ephemeral_5m_input_tokens": 10,
-               "ephemeral_1h_input_tokens": 20}
-    usage = usage_from_metadata({"input_tokens": 40, "output_tokens": 1,
-                                 "input_token_details": details})
+    details = {
+        "cache_read": 5,
+        "cache_creation": 30,
+        "ephemeral_5m_input_tokens": 10,
+        "ephemeral_1h_input_tokens": 20,
+    }
+    usage = usage_from_metadata(
+        {"input_tokens": 40, "output_tokens": 1, "input_token_details": details}
+    )
     assert (usage.cache_write_tokens, usage.cache_write_1h_tokens, usage.cached_tokens) == (
-        30, 20, 5)
-    alone = usage_from_metadata({"input_tokens": 40, "output_tokens": 1,
-                                 "input_token_details": {"cache_creation": 30}})
+        30,
+        20,
+        5,
+    )
+    alone = usage_from_metadata(
+        {"input_tokens": 40, "output_tokens": 1, "input_token_details": {"cache_creation": 30}}
+    )
     assert (alone.cache_write_tokens, alone.cache_write_1h_tokens) == (30, 0)
 
 
@@ -139,16 +159,35 @@ def test_cache_creation_and_ttl_keys_together_count_once():
 
 
 def test_1h_split_from_metadata_and_custom_rules(make_app):
-    rule = {"pattern": "acme-.*", "input_per_mtok": "1", "cached_input_per_mtok": "0.1",
-            "cache_write_per_mtok": "1.25", "output_per_mtok": "2"}
+    rule = {
+        "pattern": "acme-.*",
+        "input_per_mtok": "1",
+        "cached_input_per_mtok": "0.1",
+        "cache_write_per_mtok": "1.25",
+        "output_per_mtok": "2",
+    }
     app = make_app(LLM_TRACKER_CUSTOM_PRICES=[rule])
     with app.app_context():
-        haiku = record_usage("claude-haiku-4-5", provider="anthropic", prompt_tokens=1000,
-                             cache_write_tokens=800, metadata={"cache_write_1h_tokens": 500})
-        bogus = record_usage("claude-haiku-4-5", provider="anthropic", prompt_tokens=1000,
-                             cache_write_tokens=800, metadata={"cache_write_1h_tokens": "500"})
-        acme = record_usage("acme-1", prompt_tokens=1000, cache_write_tokens=800,
-                            metadata={"cache_write_1h_tokens": 500})
+        haiku = record_usage(
+            "claude-haiku-4-5",
+            provider="anthropic",
+            prompt_tokens=1000,
+            cache_write_tokens=800,
+            metadata={"cache_write_1h_tokens": 500},
+        )
+        bogus = record_usage(
+            "claude-haiku-4-5",
+            provider="anthropic",
+            prompt_tokens=1000,
+            cache_write_tokens=800,
+            metadata={"cache_write_1h_tokens": "500"},
+        )
+        acme = record_usage(
+            "acme-1",
+            prompt_tokens=1000,
+            cache_write_tokens=800,
+            metadata={"cache_write_1h_tokens": 500},
+        )
     # claude-haiku-4-5: input 1, cache write 1.25, 1 h write 2:
     # 200 x 1 + 300 x 1.25 + 500 x 2 = 1575 / 1M; a non-integer count is no split.
     assert haiku.cost_usd == Decimal("0.001575")
@@ -158,10 +197,12 @@ def test_1h_split_from_metadata_and_custom_rules(make_app):
 
 
 def test_fast_path_equals_genai_prices_with_1h_writes():
-    splits = [TokenSplit(3000, 100, 1000, 50, 0, 400),
-              TokenSplit(300_000, 1000, 50_000, 50, 10, 50_000),
-              TokenSplit(3000, 0, 1000, 50, 0, 1001),  # more 1 h than written: refused
-              TokenSplit(900, 0, 800, 5, 0, 0)]
+    splits = [
+        TokenSplit(3000, 100, 1000, 50, 0, 400),
+        TokenSplit(300_000, 1000, 50_000, 50, 10, 50_000),
+        TokenSplit(3000, 0, 1000, 50, 0, 1001),  # more 1 h than written: refused
+        TokenSplit(900, 0, 800, 5, 0, 0),
+    ]
     at = datetime(2026, 3, 1, 2, 0, tzinfo=UTC)
     checked = with_1h = 0
     with warnings.catch_warnings():
@@ -177,7 +218,10 @@ def test_fast_path_equals_genai_prices_with_1h_writes():
                         price_with_model_price(mp, t)
                     continue
                 assert price_with_model_price(mp, t) == (
-                    calc["total_price"], calc["input_price"], calc["output_price"],
-                    uncached["total_price"] - calc["total_price"]), (model.id, t)
+                    calc["total_price"],
+                    calc["input_price"],
+                    calc["output_price"],
+                    uncached["total_price"] - calc["total_price"],
+                ), (model.id, t)
                 checked += 1
     assert with_1h > 50 and checked > 5000

@@ -20,8 +20,13 @@ from support.sdk_support import FLAVOURS, GEMINI, OPENAI, Flavour, only_row, usa
 
 from llm_tracker import UsageHandler, track_usage
 
-STATE = {"user_id": 42, "source_type": "task", "source_task_id": "celery-uuid",
-         "source_path": "/api/foo", "metadata": {"doc": "a.pdf"}}
+STATE = {
+    "user_id": 42,
+    "source_type": "task",
+    "source_task_id": "celery-uuid",
+    "source_path": "/api/foo",
+    "metadata": {"doc": "a.pdf"},
+}
 
 
 @pytest.fixture(params=FLAVOURS, ids=[f.name for f in FLAVOURS])
@@ -64,8 +69,9 @@ def test_concurrent_async_tasks_share_one_handler(app, fake_provider, flavour):
     model = flavour.build(fake_provider)
 
     async def run() -> None:
-        await asyncio.gather(*(model.ainvoke(f"q{i}", config={"callbacks": [handler]})
-                               for i in range(12)))
+        await asyncio.gather(
+            *(model.ainvoke(f"q{i}", config={"callbacks": [handler]}) for i in range(12))
+        )
 
     asyncio.run(run())
     rows = usage_rows(app)
@@ -77,8 +83,9 @@ def test_handler_made_in_app_context_records_from_worker_thread(app, fake_provid
     with app.app_context():
         handler = UsageHandler({"user_id": 3})  # remembers the current app
     model = OPENAI.build(fake_provider)
-    worker = threading.Thread(target=model.invoke, args=("hi",),
-                              kwargs={"config": {"callbacks": [handler]}})
+    worker = threading.Thread(
+        target=model.invoke, args=("hi",), kwargs={"config": {"callbacks": [handler]}}
+    )
     worker.start()
     worker.join()
     row = only_row(app)
@@ -99,8 +106,13 @@ def test_state_and_node_name_in_metadata(app, fake_provider, flavour):
     row = only_row(app)
     assert row.user_id == 42
     assert row.node_name == "interpret"
-    expected = {"doc": "a.pdf", "node_name": "interpret", "source_type": "task",
-                "source_task_id": "celery-uuid", "source_path": "/api/foo"}
+    expected = {
+        "doc": "a.pdf",
+        "node_name": "interpret",
+        "source_type": "task",
+        "source_task_id": "celery-uuid",
+        "source_path": "/api/foo",
+    }
     if flavour.deployment:
         expected["deployment"] = flavour.deployment
     assert row.meta == expected
@@ -191,8 +203,9 @@ def test_track_usage_tracks_calls_without_callbacks_and_stops(app, fake_provider
         asyncio.run(model.ainvoke("four"))
     rows = usage_rows(app)
     assert len(rows) == 4
-    assert all((r.user_id, r.node_name, r.meta["source_type"]) == (7, "ingest", "api")
-               for r in rows)
+    assert all(
+        (r.user_id, r.node_name, r.meta["source_type"]) == (7, "ingest", "api") for r in rows
+    )
     assert sum(r.total_tokens for r in rows) == 4 * flavour.total
 
     model.invoke("after the block")

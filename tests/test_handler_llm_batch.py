@@ -116,7 +116,8 @@ def test_handler_on_some_runs_only(app, fake_provider, handler):
     # The first prompt's run (with the request's usage) is not this handler's: the two it
     # sees carried none, so they are missing, and written once both have ended.
     completions_llm(fake_provider).batch(
-        PROMPTS, config=[{"callbacks": []}, {"callbacks": [handler]}, {"callbacks": [handler]}])
+        PROMPTS, config=[{"callbacks": []}, {"callbacks": [handler]}, {"callbacks": [handler]}]
+    )
     rows = usage_rows(app)
     assert [tokens(r) for r in rows] == [NO_TOKENS, NO_TOKENS]
     assert [r.meta.get("usage_missing") for r in rows] == [True, True]

@@ -32,8 +32,7 @@ def test_openai_cached_tokens(app, fake_provider, handler):
     assert msg.content == "OK"
     row = only_row(app)
     assert tokens(row) == (4020, 4, 4024, 4012, 0, 0)
-    assert (row.model, row.requested_model, row.provider) == ("gpt-5.6-sol", "gpt-5.6",
-                                                             "openai")
+    assert (row.model, row.requested_model, row.provider) == ("gpt-5.6-sol", "gpt-5.6", "openai")
     assert fake_provider.requests[0].path == "/v1/chat/completions"
 
 
@@ -51,8 +50,9 @@ def test_openai_reasoning_tokens(app, fake_provider, handler):
     # usage: prompt_tokens 13, completion_tokens 238 (completion_tokens_details.
     # reasoning_tokens 192, included), total 251; model "o3-mini-2025-01-31".
     fake_provider.enqueue_payload("openai_chat_completion_reasoning_tokens.json")
-    msg = openai_model(fake_provider, model="o3-mini").invoke("Capital of Mexico?",
-                                                              config=cfg(handler))
+    msg = openai_model(fake_provider, model="o3-mini").invoke(
+        "Capital of Mexico?", config=cfg(handler)
+    )
     assert msg.content.startswith("The capital of Mexico is Mexico City.")
     row = only_row(app)
     assert tokens(row) == (13, 238, 251, 0, 192, 0)
@@ -120,13 +120,13 @@ AZURE_ROW = (14, 9, 23, 0, 0, 0)
 
 def test_azure_chat_completion(app, fake_provider, handler):
     fake_provider.enqueue_payload("azure_openai_chat_completion.json")
-    msg = azure_model(fake_provider, deployment="gpt-4o").invoke("Capital of France?",
-                                                                 config=cfg(handler))
+    msg = azure_model(fake_provider, deployment="gpt-4o").invoke(
+        "Capital of France?", config=cfg(handler)
+    )
     assert msg.content == "The capital of France is **Paris**."
     row = only_row(app)
     assert tokens(row) == AZURE_ROW
-    assert (row.model, row.deployment, row.provider) == ("gpt-4o-2024-11-20", "gpt-4o",
-                                                         "azure")
+    assert (row.model, row.deployment, row.provider) == ("gpt-4o-2024-11-20", "gpt-4o", "azure")
     assert row.meta["deployment"] == "gpt-4o"
     req = fake_provider.requests[0]
     assert req.path == "/openai/deployments/gpt-4o/chat/completions"
@@ -137,8 +137,9 @@ def test_azure_with_model_version_not_doubled(app, fake_provider, handler):
     # AzureChatOpenAI appends model_version to llm_output's model name ("...-2024-11-20-
     # 2024-11-20"); the row keeps the served name once.
     fake_provider.enqueue_payload("azure_openai_chat_completion.json")
-    model = azure_model(fake_provider, deployment="prod-4o", model="gpt-4o",
-                        model_version="2024-11-20")
+    model = azure_model(
+        fake_provider, deployment="prod-4o", model="gpt-4o", model_version="2024-11-20"
+    )
     model.invoke("Capital of France?", config=cfg(handler))
     row = only_row(app)
     assert tokens(row) == AZURE_ROW
@@ -154,7 +155,8 @@ def test_gemini_cached_and_thoughts(app, fake_provider, handler):
     # modelVersion "gemini-2.5-flash".
     fake_provider.enqueue_payload("gemini_generate_content_cached_and_thoughts.json")
     msg = gemini_model(fake_provider, model="gemini-2.5-flash").invoke(
-        "Capital of France?", config=cfg(handler))
+        "Capital of France?", config=cfg(handler)
+    )
     assert msg.text == "Paris."
     row = only_row(app)
     assert tokens(row) == (3520, 44, 3564, 3512, 42, 0)
@@ -167,11 +169,11 @@ def test_gemini_thoughts_model_prefix_stripped(app, fake_provider, handler):
     # = 283 completion, totalTokenCount 298; modelVersion "models/gemini-2.5-pro".
     fake_provider.enqueue_payload("gemini_generate_content_thoughts.json")
     gemini_model(fake_provider, model="gemini-2.5-pro-preview-03-25").invoke(
-        "Capital of France?", config=cfg(handler))
+        "Capital of France?", config=cfg(handler)
+    )
     row = only_row(app)
     assert tokens(row) == (15, 283, 298, 0, 275, 0)
-    assert (row.model, row.requested_model) == ("gemini-2.5-pro",
-                                                "gemini-2.5-pro-preview-03-25")
+    assert (row.model, row.requested_model) == ("gemini-2.5-pro", "gemini-2.5-pro-preview-03-25")
 
 
 # The recorded stream: 3 chunks with cumulative usageMetadata; the last says
@@ -189,8 +191,10 @@ def test_gemini_stream_cumulative_usage(app, fake_provider, handler):
     assert tokens(row) == GEMINI_STREAM_ROW
     assert row.model == "gemini-2.5-flash"
     req = fake_provider.requests[0]
-    assert (req.path, req.query) == ("/v1/models/gemini-2.5-flash:streamGenerateContent",
-                                     {"alt": "sse"})
+    assert (req.path, req.query) == (
+        "/v1/models/gemini-2.5-flash:streamGenerateContent",
+        {"alt": "sse"},
+    )
 
 
 def test_gemini_astream_cumulative_usage(app, fake_provider, handler):

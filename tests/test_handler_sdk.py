@@ -115,16 +115,21 @@ def test_stream_with_usage(app, fake_provider, flavour, handler):
 
 def test_astream_with_usage(app, fake_provider, flavour, handler):
     async def run() -> str:
-        return "".join([c.content async for c in
-                        flavour.build(fake_provider).astream("hi", config=cfg(handler))])
+        return "".join(
+            [
+                c.content
+                async for c in flavour.build(fake_provider).astream("hi", config=cfg(handler))
+            ]
+        )
 
     assert asyncio.run(run()) == DEFAULT_TEXT
     assert_default_row(only_row(app), flavour)
 
 
 def _gemini_sse_without_usage(model: str) -> str:
-    events = [gemini_response(model, piece, finish=i == 1) for i, piece in
-              enumerate(("Hello", " there"))]
+    events = [
+        gemini_response(model, piece, finish=i == 1) for i, piece in enumerate(("Hello", " there"))
+    ]
     for e in events:
         del e["usageMetadata"]
     return sse(events, done=False)
@@ -171,24 +176,36 @@ def _tool_call_stream(flavour: Flavour) -> str:
     """A scripted tool-calling stream; usage 61 prompt + 17 completion for every provider."""
     if flavour.name == "gemini":
         call = {"functionCall": {"name": "get_capital", "args": {"country": "France"}}}
-        first = gemini_response(flavour.served_model, usage={
-            "promptTokenCount": 61, "candidatesTokenCount": 17, "totalTokenCount": 78})
+        first = gemini_response(
+            flavour.served_model,
+            usage={"promptTokenCount": 61, "candidatesTokenCount": 17, "totalTokenCount": 78},
+        )
         first["candidates"][0]["content"]["parts"] = [call]
         return sse([first], done=False)
     model = flavour.served_model
 
     def delta(d: dict, finish: str | None = None) -> dict:
-        return openai_chunk(model, [{"index": 0, "delta": d, "logprobs": None,
-                                     "finish_reason": finish}], include_usage=True)
+        return openai_chunk(
+            model,
+            [{"index": 0, "delta": d, "logprobs": None, "finish_reason": finish}],
+            include_usage=True,
+        )
 
-    head = {"index": 0, "id": "call_abc", "type": "function",
-            "function": {"name": "get_capital", "arguments": ""}}
+    head = {
+        "index": 0,
+        "id": "call_abc",
+        "type": "function",
+        "function": {"name": "get_capital", "arguments": ""},
+    }
     events = [delta({"role": "assistant", "content": None, "tool_calls": [head]})]
     for part in ('{"coun', 'try": "Fr', 'ance"}'):
         events.append(delta({"tool_calls": [{"index": 0, "function": {"arguments": part}}]}))
     events.append(delta({}, "tool_calls"))
-    events.append(openai_chunk(model, [], usage={"prompt_tokens": 61, "completion_tokens": 17,
-                                                 "total_tokens": 78}))
+    events.append(
+        openai_chunk(
+            model, [], usage={"prompt_tokens": 61, "completion_tokens": 17, "total_tokens": 78}
+        )
+    )
     return sse(events)
 
 
@@ -198,7 +215,8 @@ def test_tool_calling_stream(app, fake_provider, flavour, handler):
     chunks = list(model.stream("What is the capital of France?", config=cfg(handler)))
     message = sum(chunks[1:], chunks[0])
     assert [(c["name"], c["args"]) for c in message.tool_calls] == [
-        ("get_capital", {"country": "France"})]
+        ("get_capital", {"country": "France"})
+    ]
     row = only_row(app)
     assert tokens(row) == (61, 17, 78, 0, 0, 0)  # the scripted usage above
     assert row.model == flavour.served_model
@@ -254,12 +272,14 @@ def _assert_abandoned(row, flavour: Flavour) -> None:
     assert "usage_missing" not in row.meta
     # Walking away is not a provider failure.
     assert (row.success, row.error) == (True, None)
-    assert (row.prompt_tokens, row.completion_tokens, row.total_tokens) == \
-        ABANDONED_TOKENS[flavour.name]
+    assert (row.prompt_tokens, row.completion_tokens, row.total_tokens) == ABANDONED_TOKENS[
+        flavour.name
+    ]
     # langchain-openai reports the served model only on the finish chunk, which an abandoned
     # stream never reached: the requested name stands in. Every Gemini chunk names it.
-    assert row.model == (flavour.served_model if flavour.name == "gemini"
-                         else flavour.requested_model)
+    assert row.model == (
+        flavour.served_model if flavour.name == "gemini" else flavour.requested_model
+    )
     assert row.provider == flavour.provider
 
 
@@ -314,7 +334,10 @@ def test_llm_cache_hit(app, fake_provider, flavour, handler):
     assert hit.meta["llm_cache_hit"] is True
     cached = hit.meta["cached_usage"]
     assert (cached["input_tokens"], cached["output_tokens"], cached["total_tokens"]) == (
-        flavour.prompt, flavour.completion, flavour.total)
+        flavour.prompt,
+        flavour.completion,
+        flavour.total,
+    )
     assert hit.model == flavour.served_model
     assert "llm_cache_hit" not in real.meta
 
@@ -363,8 +386,9 @@ def test_sdk_retry_is_one_run_one_row(app, fake_provider, handler):
 
 def test_runnable_retry_one_row_per_attempt(app, fake_provider, flavour, handler):
     fake_provider.enqueue_error(429)  # first attempt fails, the retry gets the default reply
-    model = flavour.build(fake_provider).with_retry(stop_after_attempt=2,
-                                                    wait_exponential_jitter=False)
+    model = flavour.build(fake_provider).with_retry(
+        stop_after_attempt=2, wait_exponential_jitter=False
+    )
     assert model.invoke("hi", config=cfg(handler)).content == DEFAULT_TEXT
     failed, ok = sorted(usage_rows(app), key=lambda r: r.success)
     assert (failed.success, tokens(failed)) == (False, (0, 0, 0, 0, 0, 0))
@@ -383,22 +407,33 @@ def test_fallback_and_parallel_branches(app, fake_provider, handler):
     rows = usage_rows(app)
     assert len(rows) == 4
     assert sorted((r.provider, r.success, r.total_tokens) for r in rows) == [
-        ("google_genai", True, 15), ("google_genai", True, 15),
-        ("openai", False, 0), ("openai", True, 17)]
+        ("google_genai", True, 15),
+        ("google_genai", True, 15),
+        ("openai", False, 0),
+        ("openai", True, 17),
+    ]
 
 
 def test_plain_llm_completion(app, fake_provider, handler):
     # A legacy completions reply: usage 7 prompt + 3 completion, served
     # "gpt-3.5-turbo-instruct:20230824-v2" — which langchain-openai's plain LLM does not pass
     # on (its llm_output names the requested model), so the requested name stands in.
-    fake_provider.enqueue({
-        "id": "cmpl-1", "object": "text_completion", "created": 1_750_000_000,
-        "model": "gpt-3.5-turbo-instruct:20230824-v2",
-        "choices": [{"text": "Hello!", "index": 0, "logprobs": None, "finish_reason": "stop"}],
-        "usage": {"prompt_tokens": 7, "completion_tokens": 3, "total_tokens": 10},
-    })
-    llm = OpenAI(model="gpt-3.5-turbo-instruct", base_url=fake_provider.base_url + "/v1",
-                 api_key="sk-test", max_retries=0)
+    fake_provider.enqueue(
+        {
+            "id": "cmpl-1",
+            "object": "text_completion",
+            "created": 1_750_000_000,
+            "model": "gpt-3.5-turbo-instruct:20230824-v2",
+            "choices": [{"text": "Hello!", "index": 0, "logprobs": None, "finish_reason": "stop"}],
+            "usage": {"prompt_tokens": 7, "completion_tokens": 3, "total_tokens": 10},
+        }
+    )
+    llm = OpenAI(
+        model="gpt-3.5-turbo-instruct",
+        base_url=fake_provider.base_url + "/v1",
+        api_key="sk-test",
+        max_retries=0,
+    )
     assert llm.invoke("Say hello", config=cfg(handler)) == "Hello!"
     row = only_row(app)
     assert tokens(row) == (7, 3, 10, 0, 0, 0)

@@ -26,10 +26,16 @@ from llm_tracker.llm_service import (
 )
 
 HELLO = [{"role": "user", "content": "Say hello"}]
-MODEL_CLASSES = {"openai": ChatOpenAI, "azure_openai": AzureChatOpenAI,
-                 "gemini": ChatGoogleGenerativeAI}
-SERVICE_CLASSES = {"openai": OpenAIService, "azure_openai": AzureOpenAIService,
-                   "gemini": GeminiService}
+MODEL_CLASSES = {
+    "openai": ChatOpenAI,
+    "azure_openai": AzureChatOpenAI,
+    "gemini": ChatGoogleGenerativeAI,
+}
+SERVICE_CLASSES = {
+    "openai": OpenAIService,
+    "azure_openai": AzureOpenAIService,
+    "gemini": GeminiService,
+}
 # (input, output, total) tokens of the fake server's default replies.
 DEFAULT_USAGE = {"openai": (12, 5, 17), "azure_openai": (12, 5, 17), "gemini": (9, 6, 15)}
 
@@ -51,8 +57,7 @@ def sent(request: Any, provider: str) -> dict[str, Any]:
         gen = body["generationConfig"]
         return {"max_tokens": gen.get("maxOutputTokens"), "temperature": gen.get("temperature")}
     assert "max_tokens" not in body  # the SDKs send the current name only
-    return {"max_tokens": body.get("max_completion_tokens"),
-            "temperature": body.get("temperature")}
+    return {"max_tokens": body.get("max_completion_tokens"), "temperature": body.get("temperature")}
 
 
 # --- calls over HTTP ----------------------------------------------------------------------
@@ -94,18 +99,30 @@ def test_chat_with_callbacks_records_through_them_only(make_app, fake_provider, 
     assert len(rows) == 1
     prompt, completion, total = DEFAULT_USAGE[provider]
     assert (rows[0].prompt_tokens, rows[0].completion_tokens, rows[0].total_tokens) == (
-        prompt, completion, total)
+        prompt,
+        completion,
+        total,
+    )
     assert (rows[0].user_id, rows[0].node_name) == (5, "svc")
 
 
 @pytest.mark.parametrize("provider", PROVIDERS)
-def test_messages_dicts_and_langchain_messages_reach_the_provider(make_app, fake_provider,
-                                                                  provider):
+def test_messages_dicts_and_langchain_messages_reach_the_provider(
+    make_app, fake_provider, provider
+):
     app = make_app(**provider_config(provider, fake_provider.base_url))
-    dicts = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"},
-             {"role": "assistant", "content": "Hello!"}, {"role": "user", "content": "Bye"}]
-    objects = [SystemMessage("Be brief."), HumanMessage("Hi"), AIMessage("Hello!"),
-               HumanMessage("Bye")]
+    dicts = [
+        {"role": "system", "content": "Be brief."},
+        {"role": "user", "content": "Hi"},
+        {"role": "assistant", "content": "Hello!"},
+        {"role": "user", "content": "Bye"},
+    ]
+    objects = [
+        SystemMessage("Be brief."),
+        HumanMessage("Hi"),
+        AIMessage("Hello!"),
+        HumanMessage("Bye"),
+    ]
     with app.app_context():
         svc = get_llm_service()
         svc.chat(dicts)
@@ -121,14 +138,19 @@ def test_messages_dicts_and_langchain_messages_reach_the_provider(make_app, fake
         assert second["contents"] == first["contents"]
     else:
         assert [(m["role"], m["content"]) for m in first["messages"]] == [
-            ("system", "Be brief."), ("user", "Hi"), ("assistant", "Hello!"), ("user", "Bye")]
+            ("system", "Be brief."),
+            ("user", "Hi"),
+            ("assistant", "Hello!"),
+            ("user", "Bye"),
+        ]
         assert second["messages"] == first["messages"]
 
 
 @pytest.mark.parametrize("provider", PROVIDERS)
 def test_configured_max_tokens_and_temperature_are_sent(make_app, fake_provider, provider):
-    app = make_app(**provider_config(provider, fake_provider.base_url,
-                                     max_tokens=256, temperature=0.3))
+    app = make_app(
+        **provider_config(provider, fake_provider.base_url, max_tokens=256, temperature=0.3)
+    )
     with app.app_context():
         get_llm_service().chat(HELLO)
     assert sent(fake_provider.requests[0], provider) == {"max_tokens": 256, "temperature": 0.3}
@@ -136,19 +158,22 @@ def test_configured_max_tokens_and_temperature_are_sent(make_app, fake_provider,
 
 @pytest.mark.parametrize("provider", PROVIDERS)
 @pytest.mark.parametrize(("max_tokens", "temperature"), [(0, 0.0), (64, 1.25)])
-def test_explicit_max_tokens_and_temperature_win(make_app, fake_provider, provider,
-                                                  max_tokens, temperature):
-    app = make_app(**provider_config(provider, fake_provider.base_url,
-                                     max_tokens=256, temperature=0.3))
+def test_explicit_max_tokens_and_temperature_win(
+    make_app, fake_provider, provider, max_tokens, temperature
+):
+    app = make_app(
+        **provider_config(provider, fake_provider.base_url, max_tokens=256, temperature=0.3)
+    )
     with app.app_context():
         get_llm_service().chat(HELLO, max_tokens=max_tokens, temperature=temperature)
     assert sent(fake_provider.requests[0], provider) == {
-        "max_tokens": max_tokens, "temperature": temperature}
+        "max_tokens": max_tokens,
+        "temperature": temperature,
+    }
 
 
 @pytest.mark.parametrize("provider", ["openai", "azure_openai"])
-def test_nothing_configured_sends_no_max_tokens_or_temperature(make_app, fake_provider,
-                                                               provider):
+def test_nothing_configured_sends_no_max_tokens_or_temperature(make_app, fake_provider, provider):
     app = make_app(**provider_config(provider, fake_provider.base_url))
     with app.app_context():
         get_llm_service().chat(HELLO)
@@ -178,10 +203,16 @@ def test_json_mode_gemini_asks_for_json_mime_type(make_app, fake_provider):
     assert json_mode["responseMimeType"] == "application/json"
 
 
-SCHEMA = {"type": "object", "properties": {"answer": {"type": "string"}},
-          "required": ["answer"], "additionalProperties": False}
-RESPONSE_FORMAT = {"type": "json_schema",
-                   "json_schema": {"name": "answer", "strict": True, "schema": SCHEMA}}
+SCHEMA = {
+    "type": "object",
+    "properties": {"answer": {"type": "string"}},
+    "required": ["answer"],
+    "additionalProperties": False,
+}
+RESPONSE_FORMAT = {
+    "type": "json_schema",
+    "json_schema": {"name": "answer", "strict": True, "schema": SCHEMA},
+}
 
 
 @pytest.mark.parametrize("provider", ["openai", "azure_openai"])
@@ -266,9 +297,11 @@ def test_provider_error_from_chat_writes_no_row(make_app, fake_provider, provide
 
 
 def test_building_makes_no_request_and_uses_default_models(make_app, fake_provider):
-    app = make_app(OPENAI_CONFIG={"api_key": "k", "base_url": fake_provider.base_url},
-                   AZURE_OPENAI_CONFIG={"api_key": "k", "api_base": fake_provider.base_url},
-                   GEMINI_CONFIG={"api_key": "k", "base_url": fake_provider.base_url})
+    app = make_app(
+        OPENAI_CONFIG={"api_key": "k", "base_url": fake_provider.base_url},
+        AZURE_OPENAI_CONFIG={"api_key": "k", "api_base": fake_provider.base_url},
+        GEMINI_CONFIG={"api_key": "k", "base_url": fake_provider.base_url},
+    )
     models = {}
     with app.app_context():
         for provider in PROVIDERS:
@@ -278,8 +311,11 @@ def test_building_makes_no_request_and_uses_default_models(make_app, fake_provid
             models[provider] = svc.settings["model"]
         app.config.pop("LLM_PROVIDER")
         default = get_llm_service()
-    assert models == {"openai": "gpt-4o-mini", "azure_openai": "gpt-4o-mini",
-                      "gemini": "gemini-2.5-flash"}
+    assert models == {
+        "openai": "gpt-4o-mini",
+        "azure_openai": "gpt-4o-mini",
+        "gemini": "gemini-2.5-flash",
+    }
     assert default.provider == "openai"
     assert fake_provider.requests == []
 
@@ -288,8 +324,11 @@ def test_settings_never_show_the_api_key(make_app, fake_provider):
     app = make_app(**provider_config("openai", fake_provider.base_url))
     with app.app_context():
         svc = get_llm_service()
-    assert svc.settings == {"model": "gpt-4o-mini", "base_url": fake_provider.base_url + "/v1",
-                            "max_retries": 0}
+    assert svc.settings == {
+        "model": "gpt-4o-mini",
+        "base_url": fake_provider.base_url + "/v1",
+        "max_retries": 0,
+    }
     assert "sk-test" not in repr(svc)
 
 
@@ -306,9 +345,14 @@ def test_openai_from_environment(make_app, fake_provider, monkeypatch):
     with app.app_context():
         svc = get_llm_service()
         assert svc.chat(HELLO) == DEFAULT_TEXT
-    assert svc.settings == {"model": "gpt-4.1-nano", "base_url": fake_provider.base_url + "/v1",
-                            "max_tokens": 77, "temperature": 0.25, "max_retries": 0,
-                            "timeout": 5.0}
+    assert svc.settings == {
+        "model": "gpt-4.1-nano",
+        "base_url": fake_provider.base_url + "/v1",
+        "max_tokens": 77,
+        "temperature": 0.25,
+        "max_retries": 0,
+        "timeout": 5.0,
+    }
     request = fake_provider.requests[0]
     assert request.headers["authorization"] == "Bearer sk-env"
     assert request.json["model"] == "gpt-4.1-nano"
@@ -372,7 +416,8 @@ def test_unknown_provider_is_named(make_app):
     with app.app_context(), pytest.raises(ValueError) as info:
         get_llm_service()
     assert str(info.value) == (
-        "Unknown LLM_PROVIDER 'anthropic': expected one of openai, azure_openai, gemini")
+        "Unknown LLM_PROVIDER 'anthropic': expected one of openai, azure_openai, gemini"
+    )
 
 
 def test_unknown_provider_from_environment_is_named(make_app, monkeypatch):
@@ -381,32 +426,54 @@ def test_unknown_provider_from_environment_is_named(make_app, monkeypatch):
     with app.app_context(), pytest.raises(ValueError) as info:
         get_llm_service()
     assert str(info.value) == (
-        "Unknown LLM_PROVIDER 'openia': expected one of openai, azure_openai, gemini")
+        "Unknown LLM_PROVIDER 'openia': expected one of openai, azure_openai, gemini"
+    )
 
 
-@pytest.mark.parametrize(("config", "message"), [
-    ({"LLM_PROVIDER": "openai"},
-     "OPENAI_CONFIG['api_key'] is required for LLM_PROVIDER 'openai' (or set OPENAI_API_KEY)"),
-    ({"OPENAI_CONFIG": {"api_key": "", "model": "gpt-4o"}},
-     "OPENAI_CONFIG['api_key'] is required for LLM_PROVIDER 'openai' (or set OPENAI_API_KEY)"),
-    ({"LLM_PROVIDER": "azure_openai", "AZURE_OPENAI_CONFIG": {"api_base": "http://x"}},
-     "AZURE_OPENAI_CONFIG['api_key'] is required for LLM_PROVIDER 'azure_openai' "
-     "(or set AZURE_OPENAI_API_KEY)"),
-    ({"LLM_PROVIDER": "azure_openai", "AZURE_OPENAI_CONFIG": {"api_key": "k"}},
-     "AZURE_OPENAI_CONFIG['api_base'] is required for LLM_PROVIDER 'azure_openai' "
-     "(or set AZURE_OPENAI_ENDPOINT)"),
-    ({"LLM_PROVIDER": "gemini", "GEMINI_CONFIG": {"model": "gemini-2.5-pro"}},
-     "GEMINI_CONFIG['api_key'] is required for LLM_PROVIDER 'gemini' "
-     "(or set GEMINI_API_KEY / GOOGLE_API_KEY)"),
-    ({"OPENAI_CONFIG": {"api_key": "k", "max_tokens": "many"}},
-     "OPENAI_CONFIG['max_tokens'] must be an integer, got 'many'"),
-    ({"OPENAI_CONFIG": {"api_key": "k", "max_tokens": 1.5}},
-     "OPENAI_CONFIG['max_tokens'] must be an integer, got 1.5"),
-    ({"LLM_PROVIDER": "gemini", "GEMINI_CONFIG": {"api_key": "k", "temperature": "warm"}},
-     "GEMINI_CONFIG['temperature'] must be a number, got 'warm'"),
-    ({"LLM_PROVIDER": "gemini", "GEMINI_CONFIG": {"api_key": "k", "max_retries": True}},
-     "GEMINI_CONFIG['max_retries'] must be an integer, got True"),
-])
+@pytest.mark.parametrize(
+    ("config", "message"),
+    [
+        (
+            {"LLM_PROVIDER": "openai"},
+            "OPENAI_CONFIG['api_key'] is required for LLM_PROVIDER 'openai' (or set OPENAI_API_KEY)",  # noqa: E501
+        ),
+        (
+            {"OPENAI_CONFIG": {"api_key": "", "model": "gpt-4o"}},
+            "OPENAI_CONFIG['api_key'] is required for LLM_PROVIDER 'openai' (or set OPENAI_API_KEY)",  # noqa: E501
+        ),
+        (
+            {"LLM_PROVIDER": "azure_openai", "AZURE_OPENAI_CONFIG": {"api_base": "http://x"}},
+            "AZURE_OPENAI_CONFIG['api_key'] is required for LLM_PROVIDER 'azure_openai' "
+            "(or set AZURE_OPENAI_API_KEY)",
+        ),
+        (
+            {"LLM_PROVIDER": "azure_openai", "AZURE_OPENAI_CONFIG": {"api_key": "k"}},
+            "AZURE_OPENAI_CONFIG['api_base'] is required for LLM_PROVIDER 'azure_openai' "
+            "(or set AZURE_OPENAI_ENDPOINT)",
+        ),
+        (
+            {"LLM_PROVIDER": "gemini", "GEMINI_CONFIG": {"model": "gemini-2.5-pro"}},
+            "GEMINI_CONFIG['api_key'] is required for LLM_PROVIDER 'gemini' "
+            "(or set GEMINI_API_KEY / GOOGLE_API_KEY)",
+        ),
+        (
+            {"OPENAI_CONFIG": {"api_key": "k", "max_tokens": "many"}},
+            "OPENAI_CONFIG['max_tokens'] must be an integer, got 'many'",
+        ),
+        (
+            {"OPENAI_CONFIG": {"api_key": "k", "max_tokens": 1.5}},
+            "OPENAI_CONFIG['max_tokens'] must be an integer, got 1.5",
+        ),
+        (
+            {"LLM_PROVIDER": "gemini", "GEMINI_CONFIG": {"api_key": "k", "temperature": "warm"}},
+            "GEMINI_CONFIG['temperature'] must be a number, got 'warm'",
+        ),
+        (
+            {"LLM_PROVIDER": "gemini", "GEMINI_CONFIG": {"api_key": "k", "max_retries": True}},
+            "GEMINI_CONFIG['max_retries'] must be an integer, got True",
+        ),
+    ],
+)
 def test_bad_config_raises_value_error_naming_the_key(make_app, config, message):
     app = make_app(**config)
     with app.app_context(), pytest.raises(ValueError) as info:

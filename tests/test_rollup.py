@@ -33,20 +33,46 @@ def test_quarter_floor_and_ceil():
 
 def timezone_offset(hours: int, minutes: int):
     from datetime import timezone
+
     return timezone(timedelta(hours=hours, minutes=minutes))
 
 
 def test_insert_adds_to_its_rollup_row_exactly(app_ctx):
-    record_usage("gpt-4o-mini", 1000, 100, cached_tokens=200, reasoning_tokens=10,
-                 provider="openai", user_id=7, node_name="a",
-                 created_at=utc(2026, 1, 1, 10, 7))
-    record_usage("gpt-4o-mini", 2000, 300, provider="openai", user_id=7, node_name="a",
-                 created_at=utc(2026, 1, 1, 10, 14, 59, 999999), run_id="r1")
+    record_usage(
+        "gpt-4o-mini",
+        1000,
+        100,
+        cached_tokens=200,
+        reasoning_tokens=10,
+        provider="openai",
+        user_id=7,
+        node_name="a",
+        created_at=utc(2026, 1, 1, 10, 7),
+    )
+    record_usage(
+        "gpt-4o-mini",
+        2000,
+        300,
+        provider="openai",
+        user_id=7,
+        node_name="a",
+        created_at=utc(2026, 1, 1, 10, 14, 59, 999999),
+        run_id="r1",
+    )
     # A duplicate run id adds nothing.
-    record_usage("gpt-4o-mini", 5000, 500, provider="openai", user_id=7, node_name="a",
-                 created_at=utc(2026, 1, 1, 10, 14), run_id="r1")
-    record_usage("mystery-model", 10, 5, success=False, error="boom",
-                 created_at=utc(2026, 1, 1, 10, 15))
+    record_usage(
+        "gpt-4o-mini",
+        5000,
+        500,
+        provider="openai",
+        user_id=7,
+        node_name="a",
+        created_at=utc(2026, 1, 1, 10, 14),
+        run_id="r1",
+    )
+    record_usage(
+        "mystery-model", 10, 5, success=False, error="boom", created_at=utc(2026, 1, 1, 10, 15)
+    )
     assert_rollups_match()
     rollups = stored_rollups()
     assert set(rollups) == {
@@ -64,8 +90,9 @@ def test_insert_adds_to_its_rollup_row_exactly(app_ctx):
     # gpt-4o-mini: $0.15 / $0.60 per Mtok in / out, $0.075 cached: 800 x 0.15 + 200 x
     # 0.075 + 100 x 0.60 = 195 µ$, then 2000 x 0.15 + 300 x 0.60 = 480 µ$.
     assert first["cost_usd"] == Decimal("0.000675000000")
-    unpriced = rollups[(utc(2026, 1, 1, 10, 15), "mystery-model", NO_PROVIDER, NO_USER,
-                        "unknown", False)]
+    unpriced = rollups[
+        (utc(2026, 1, 1, 10, 15), "mystery-model", NO_PROVIDER, NO_USER, "unknown", False)
+    ]
     assert unpriced["calls"] == unpriced["unpriced_calls"] == 1
     assert unpriced["cost_usd"] == Decimal(0)
 
@@ -84,8 +111,10 @@ def test_concurrent_threads_lose_nothing(app):
     for t in pool:
         t.join()
     with app.app_context():
-        assert db.session.execute(select(func.count()).select_from(LLMUsage)).scalar_one() \
+        assert (
+            db.session.execute(select(func.count()).select_from(LLMUsage)).scalar_one()
             == threads * calls
+        )
         assert_rollups_match()
         rollups = stored_rollups()
         assert sum(r["calls"] for r in rollups.values()) == threads * calls
@@ -99,16 +128,20 @@ def test_concurrent_processes_lose_nothing(app, database_url, tmp_path):
     processes, calls = 4, 60
     ctx = multiprocessing.get_context("spawn")
     spool = str(tmp_path / "spool.jsonl")
-    workers = [ctx.Process(target=record_many, args=(database_url, spool, w, calls))
-               for w in range(processes)]
+    workers = [
+        ctx.Process(target=record_many, args=(database_url, spool, w, calls))
+        for w in range(processes)
+    ]
     for p in workers:
         p.start()
     for p in workers:
         p.join(timeout=120)
         assert p.exitcode == 0
     with app.app_context():
-        assert db.session.execute(select(func.count()).select_from(LLMUsage)).scalar_one() \
+        assert (
+            db.session.execute(select(func.count()).select_from(LLMUsage)).scalar_one()
             == processes * calls
+        )
         assert_rollups_match()
         rollups = stored_rollups()
         assert sum(r["calls"] for r in rollups.values()) == processes * calls
@@ -120,14 +153,29 @@ def test_spool_replay_adds_rows_once(app, tmp_path):
         record_usage("gpt-4o-mini", 10, 1, created_at=utc(2026, 1, 1), run_id="kept")
         record_usage("gpt-4o-mini", 20, 2, created_at=utc(2026, 1, 1, 0, 5))
     # As record_usage spools a row the database refused; "kept" is in both places.
-    values = {"id": uuid.uuid4(), "run_id": "late", "model": "gpt-4o-mini", "prompt_tokens": 30,
-              "completion_tokens": 3, "total_tokens": 33, "cached_tokens": 0,
-              "reasoning_tokens": 0, "cache_write_tokens": 0, "success": True, "error": None,
-              "user_id": None, "provider": None, "node_name": "n", "metadata": {},
-              "created_at": utc(2026, 1, 1, 0, 10), "cost_usd": Decimal("0.000006300000"),
-              "input_cost_usd": Decimal("0.000004500000"),
-              "output_cost_usd": Decimal("0.000001800000"), "cache_savings_usd": Decimal(0),
-              "price_source": "test"}
+    values = {
+        "id": uuid.uuid4(),
+        "run_id": "late",
+        "model": "gpt-4o-mini",
+        "prompt_tokens": 30,
+        "completion_tokens": 3,
+        "total_tokens": 33,
+        "cached_tokens": 0,
+        "reasoning_tokens": 0,
+        "cache_write_tokens": 0,
+        "success": True,
+        "error": None,
+        "user_id": None,
+        "provider": None,
+        "node_name": "n",
+        "metadata": {},
+        "created_at": utc(2026, 1, 1, 0, 10),
+        "cost_usd": Decimal("0.000006300000"),
+        "input_cost_usd": Decimal("0.000004500000"),
+        "output_cost_usd": Decimal("0.000001800000"),
+        "cache_savings_usd": Decimal(0),
+        "price_source": "test",
+    }
     spool.append(values)
     with app.app_context():
         kept = db.session.execute(select(LLMUsage).where(LLMUsage.run_id == "kept")).scalar_one()
@@ -149,19 +197,30 @@ def test_migration_backfills_existing_rows(make_app):
     table = LLMUsage.__table__
     rows = []
     for i in range(12):
-        rows.append({
-            "id": uuid.uuid4(), "run_id": f"r{i}",
-            "user_id": (None, 1, 2)[i % 3], "model": ("a", "b")[i % 2],
-            "provider": (None, "openai")[i % 2], "node_name": "n", "prompt_tokens": i,
-            "completion_tokens": 2 * i, "total_tokens": 3 * i, "cached_tokens": 1,
-            "cache_write_tokens": 0, "reasoning_tokens": i % 2, "success": i % 5 != 0,
-            "metadata": {}, "created_at": utc(2026, 2, 1, 9, 50) + timedelta(minutes=4 * i),
-            # Before the revision that adds the rollup, rows may be priced or not.
-            "cost_usd": None if i % 4 == 0 else Decimal(i) / 1000,
-            "input_cost_usd": None if i % 4 == 0 else Decimal(i) / 2000,
-            "output_cost_usd": None if i % 4 == 0 else Decimal(i) / 2000,
-            "cache_savings_usd": None if i % 4 == 0 else Decimal("0.000000000001"),
-        })
+        rows.append(
+            {
+                "id": uuid.uuid4(),
+                "run_id": f"r{i}",
+                "user_id": (None, 1, 2)[i % 3],
+                "model": ("a", "b")[i % 2],
+                "provider": (None, "openai")[i % 2],
+                "node_name": "n",
+                "prompt_tokens": i,
+                "completion_tokens": 2 * i,
+                "total_tokens": 3 * i,
+                "cached_tokens": 1,
+                "cache_write_tokens": 0,
+                "reasoning_tokens": i % 2,
+                "success": i % 5 != 0,
+                "metadata": {},
+                "created_at": utc(2026, 2, 1, 9, 50) + timedelta(minutes=4 * i),
+                # Before the revision that adds the rollup, rows may be priced or not.
+                "cost_usd": None if i % 4 == 0 else Decimal(i) / 1000,
+                "input_cost_usd": None if i % 4 == 0 else Decimal(i) / 2000,
+                "output_cost_usd": None if i % 4 == 0 else Decimal(i) / 2000,
+                "cache_savings_usd": None if i % 4 == 0 else Decimal("0.000000000001"),
+            }
+        )
     with app.app_context():
         with db.engine.begin() as conn:
             conn.execute(insert(table), rows)

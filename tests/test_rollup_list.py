@@ -17,27 +17,45 @@ from llm_tracker.llm_usage_stats import raw_scan
 BASE = datetime(2026, 3, 7, 22, tzinfo=UTC)
 MINUTES = 3 * 24 * 60
 
-rows = st.lists(st.fixed_dictionaries({
-    "minute": st.integers(0, MINUTES),
-    "micro": st.sampled_from([0, 1, 999_999]),
-    "model": st.sampled_from(["gpt-4o-mini", "gpt-4o", "acme-50%_off", "Acme-Y"]),
-    "user_id": st.sampled_from([None, 1, 2]),
-    "success": st.booleans(),
-}), max_size=30)
-bound = st.none() | st.fixed_dictionaries({
-    "minute": st.integers(-30, MINUTES + 30), "micro": st.sampled_from([0, 1, 999_999]),
-    "form": st.sampled_from(["aware", "naive"]), "row": st.none() | st.integers(0, 29)})
-filters = st.lists(st.fixed_dictionaries({
-    "user_id": st.sampled_from([None, 1, 2, 9]),
-    "model_filter": st.sampled_from([None, "mini", "GPT", "acme", "50%", "_", "y", "zzz"]),
-    "model_exact": st.sampled_from([None, None, "gpt-4o-mini", "gpt-4o", "GPT-4o",
-                                    "acme-50%_off", "Acme-Y", "acme-y"]),
-    "success_filter": st.sampled_from([None, "true", "false"]),
-    "priced_filter": st.sampled_from([None, True, False]),
-    "start": bound, "end": bound,
-    "tz": st.sampled_from(["UTC", "Asia/Kathmandu", "America/New_York"]),
-    "page_size": st.sampled_from([1, 5, 200]),
-}), min_size=1, max_size=4)
+rows = st.lists(
+    st.fixed_dictionaries(
+        {
+            "minute": st.integers(0, MINUTES),
+            "micro": st.sampled_from([0, 1, 999_999]),
+            "model": st.sampled_from(["gpt-4o-mini", "gpt-4o", "acme-50%_off", "Acme-Y"]),
+            "user_id": st.sampled_from([None, 1, 2]),
+            "success": st.booleans(),
+        }
+    ),
+    max_size=30,
+)
+bound = st.none() | st.fixed_dictionaries(
+    {
+        "minute": st.integers(-30, MINUTES + 30),
+        "micro": st.sampled_from([0, 1, 999_999]),
+        "form": st.sampled_from(["aware", "naive"]),
+        "row": st.none() | st.integers(0, 29),
+    }
+)
+filters = st.lists(
+    st.fixed_dictionaries(
+        {
+            "user_id": st.sampled_from([None, 1, 2, 9]),
+            "model_filter": st.sampled_from([None, "mini", "GPT", "acme", "50%", "_", "y", "zzz"]),
+            "model_exact": st.sampled_from(
+                [None, None, "gpt-4o-mini", "gpt-4o", "GPT-4o", "acme-50%_off", "Acme-Y", "acme-y"]
+            ),
+            "success_filter": st.sampled_from([None, "true", "false"]),
+            "priced_filter": st.sampled_from([None, True, False]),
+            "start": bound,
+            "end": bound,
+            "tz": st.sampled_from(["UTC", "Asia/Kathmandu", "America/New_York"]),
+            "page_size": st.sampled_from([1, 5, 200]),
+        }
+    ),
+    min_size=1,
+    max_size=4,
+)
 
 
 def _instant(spec, data):
@@ -67,31 +85,47 @@ def _range(q, data):
 
 def _zone(name):
     from zoneinfo import ZoneInfo
+
     return ZoneInfo(name)
 
 
-@settings(max_examples=60, deadline=None,
-          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(data=rows, asked=filters)
 def test_list_total_equals_count(app, data, asked):
     with app.app_context():
         clear_usage()
         for r in data:
-            record_usage(r["model"], 10, 1, user_id=r["user_id"], success=r["success"],
-                         created_at=BASE + timedelta(minutes=r["minute"],
-                                                     microseconds=r["micro"]))
+            record_usage(
+                r["model"],
+                10,
+                1,
+                user_id=r["user_id"],
+                success=r["success"],
+                created_at=BASE + timedelta(minutes=r["minute"], microseconds=r["micro"]),
+            )
         for q in asked:
-            args = {key: q[key] for key in ("user_id", "model_filter", "model_exact",
-                                            "success_filter", "priced_filter", "tz",
-                                            "page_size")}
+            args = {
+                key: q[key]
+                for key in (
+                    "user_id",
+                    "model_filter",
+                    "model_exact",
+                    "success_filter",
+                    "priced_filter",
+                    "tz",
+                    "page_size",
+                )
+            }
             args["start_date"], args["end_date"] = _range(q, data)
             try:
-                conditions = usage_filters(**{k: v for k, v in args.items()
-                                              if k != "page_size"})
+                conditions = usage_filters(**{k: v for k, v in args.items() if k != "page_size"})
             except ValueError:  # a naive end in a DST gap can fall before the start
                 continue
             count = db.session.execute(
-                select(func.count()).select_from(LLMUsage).where(*conditions)).scalar_one()
+                select(func.count()).select_from(LLMUsage).where(*conditions)
+            ).scalar_one()
             listed = get_llm_usage_list(**args)
             assert listed["total"] == count
             with raw_scan():

@@ -22,11 +22,17 @@ from llm_tracker.rollup import LEVELS, QUARTER, rebuild
 def seed() -> None:
     """Rows over three days, priced and unpriced, with and without user and provider."""
     for i in range(40):
-        record_usage(("gpt-4o-mini", "acme-llm-7")[i % 2], 100 * i, 10 * i,
-                     cached_tokens=i, user_id=(None, 1, 2)[i % 3],
-                     provider=(None, "openai")[i % 2 == 0], success=i % 9 != 0,
-                     node_name=("a", "b")[i % 4 == 0],
-                     created_at=utc(2026, 2, 1, 22) + timedelta(minutes=97 * i, seconds=i))
+        record_usage(
+            ("gpt-4o-mini", "acme-llm-7")[i % 2],
+            100 * i,
+            10 * i,
+            cached_tokens=i,
+            user_id=(None, 1, 2)[i % 3],
+            provider=(None, "openai")[i % 2 == 0],
+            success=i % 9 != 0,
+            node_name=("a", "b")[i % 4 == 0],
+            created_at=utc(2026, 2, 1, 22) + timedelta(minutes=97 * i, seconds=i),
+        )
 
 
 def test_rebuild_gives_what_record_usage_kept(app):
@@ -35,8 +41,10 @@ def test_rebuild_gives_what_record_usage_kept(app):
         assert_rollups_match()
         kept = {level: stored_rollups(level) for level in LEVELS}
     output = run_cli(app, "rollup", "rebuild", "--batch-days", "2")
-    assert output.endswith(f"15-minute rollup rows written: {len(kept[QUARTER])} "
-                           "(from the first row on, 2 batch(es) of 2 day(s))\n")
+    assert output.endswith(
+        f"15-minute rollup rows written: {len(kept[QUARTER])} "
+        "(from the first row on, 2 batch(es) of 2 day(s))\n"
+    )
     with app.app_context():
         assert {level: stored_rollups(level) for level in LEVELS} == kept
 
@@ -49,8 +57,9 @@ def test_rebuild_since_repairs_from_that_day_on_only(app):
         with db.engine.begin() as conn:
             for level in LEVELS:
                 conn.execute(update(level.model).values(calls=level.model.calls + 100))
-            conn.execute(delete(LLMUsageRollup).where(
-                LLMUsageRollup.bucket == utc(2026, 2, 3, 8, 45)))
+            conn.execute(
+                delete(LLMUsageRollup).where(LLMUsageRollup.bucket == utc(2026, 2, 3, 8, 45))
+            )
         damaged = {level: stored_rollups(level) for level in LEVELS}
     output = run_cli(app, "rollup", "rebuild", "--since", "2026-02-02T10:07:00")
     assert "(from 2026-02-02 on, 3 batch(es) of 1 day(s))" in output
@@ -58,10 +67,12 @@ def test_rebuild_since_repairs_from_that_day_on_only(app):
         repaired = {level: stored_rollups(level) for level in LEVELS}
     since = utc(2026, 2, 2)  # the day of 10:07
     for level in LEVELS:
-        assert {k: v for k, v in repaired[level].items() if k[0] >= since} == \
-            {k: v for k, v in kept[level].items() if k[0] >= since}
-        assert {k: v for k, v in repaired[level].items() if k[0] < since} == \
-            {k: v for k, v in damaged[level].items() if k[0] < since}
+        assert {k: v for k, v in repaired[level].items() if k[0] >= since} == {
+            k: v for k, v in kept[level].items() if k[0] >= since
+        }
+        assert {k: v for k, v in repaired[level].items() if k[0] < since} == {
+            k: v for k, v in damaged[level].items() if k[0] < since
+        }
     run_cli(app, "rollup", "rebuild")
     with app.app_context():
         assert {level: stored_rollups(level) for level in LEVELS} == kept
@@ -97,9 +108,14 @@ def test_rebuild_while_writers_record(app):
             while not done.is_set() or i < 20:
                 # Keys shared by every writer, so they update the same rollup rows that the
                 # rebuild deletes and writes again.
-                record_usage(("gpt-4o-mini", "acme-llm-7")[i % 2], i, worker,
-                             user_id=i % 2 or None, node_name=("a", "b")[i % 3 == 0],
-                             created_at=utc(2026, 2, 1, 22) + timedelta(minutes=53 * i))
+                record_usage(
+                    ("gpt-4o-mini", "acme-llm-7")[i % 2],
+                    i,
+                    worker,
+                    user_id=i % 2 or None,
+                    node_name=("a", "b")[i % 3 == 0],
+                    created_at=utc(2026, 2, 1, 22) + timedelta(minutes=53 * i),
+                )
                 i += 1
 
     for _ in range(STRESS_ROUNDS):

@@ -20,46 +20,64 @@ from llm_tracker.llm_usage_stats import (
     raw_scan,
 )
 
-ZONES = ["UTC", "Asia/Kathmandu", "Asia/Kolkata", "America/New_York",
-         # Not 15-minute aligned: every hour's edge is ragged.
-         timezone(timedelta(minutes=7))]
+ZONES = [
+    "UTC",
+    "Asia/Kathmandu",
+    "Asia/Kolkata",
+    "America/New_York",
+    # Not 15-minute aligned: every hour's edge is ragged.
+    timezone(timedelta(minutes=7)),
+]
 # Two windows of four days: New York's spring-forward (8 March) and fall-back (1 November).
 BASES = [datetime(2026, 3, 6, 20, tzinfo=UTC), datetime(2026, 10, 30, 20, tzinfo=UTC)]
 WINDOW_MINUTES = 4 * 24 * 60
 
 
 micros = st.sampled_from([0, 1, 999_999, 500_000]) | st.integers(0, 999_999)
-rows = st.lists(st.fixed_dictionaries({
-    "minute": st.integers(0, WINDOW_MINUTES),
-    "second": st.sampled_from([0, 59]) | st.integers(0, 59),
-    "micro": micros,
-    "model": st.sampled_from(["gpt-4o-mini", "gpt-4o", "acme-x", "Acme-Y"]),
-    "provider": st.sampled_from([None, "openai", "azure"]),
-    "user_id": st.sampled_from([None, 1, 2]),
-    "node": st.sampled_from(["n1", "n2"]),
-    "success": st.booleans(),
-    "prompt": st.integers(0, 5000),
-    "completion": st.integers(0, 500),
-    "cached": st.integers(0, 100),
-}), max_size=30)
-bound = st.none() | st.fixed_dictionaries({
-    "minute": st.integers(-60, WINDOW_MINUTES + 60),
-    "micro": micros,
-    # aware UTC, naive (read in the zone), a date-only string, or exactly a row's instant
-    "form": st.sampled_from(["aware", "naive", "date", "row"]),
-    "row": st.integers(0, 29),
-})
-queries = st.lists(st.fixed_dictionaries({
-    "start": bound, "end": bound,
-    "user_id": st.sampled_from([None, 1, 2, 3]),
-    "tz": st.sampled_from(ZONES),
-    "granularity": st.sampled_from(["day", "month"]),
-}), min_size=1, max_size=3)
+rows = st.lists(
+    st.fixed_dictionaries(
+        {
+            "minute": st.integers(0, WINDOW_MINUTES),
+            "second": st.sampled_from([0, 59]) | st.integers(0, 59),
+            "micro": micros,
+            "model": st.sampled_from(["gpt-4o-mini", "gpt-4o", "acme-x", "Acme-Y"]),
+            "provider": st.sampled_from([None, "openai", "azure"]),
+            "user_id": st.sampled_from([None, 1, 2]),
+            "node": st.sampled_from(["n1", "n2"]),
+            "success": st.booleans(),
+            "prompt": st.integers(0, 5000),
+            "completion": st.integers(0, 500),
+            "cached": st.integers(0, 100),
+        }
+    ),
+    max_size=30,
+)
+bound = st.none() | st.fixed_dictionaries(
+    {
+        "minute": st.integers(-60, WINDOW_MINUTES + 60),
+        "micro": micros,
+        # aware UTC, naive (read in the zone), a date-only string, or exactly a row's instant
+        "form": st.sampled_from(["aware", "naive", "date", "row"]),
+        "row": st.integers(0, 29),
+    }
+)
+queries = st.lists(
+    st.fixed_dictionaries(
+        {
+            "start": bound,
+            "end": bound,
+            "user_id": st.sampled_from([None, 1, 2, 3]),
+            "tz": st.sampled_from(ZONES),
+            "granularity": st.sampled_from(["day", "month"]),
+        }
+    ),
+    min_size=1,
+    max_size=3,
+)
 
 
 def _instant(base: datetime, row) -> datetime:
-    return base + timedelta(minutes=row["minute"], seconds=row["second"],
-                            microseconds=row["micro"])
+    return base + timedelta(minutes=row["minute"], seconds=row["second"], microseconds=row["micro"])
 
 
 def _bound(spec, base: datetime, zone, data):
@@ -72,6 +90,7 @@ def _bound(spec, base: datetime, zone, data):
         return instant
     if isinstance(zone, str):
         from zoneinfo import ZoneInfo
+
         zone = ZoneInfo(zone)
     local = instant.astimezone(zone)
     if spec["form"] == "date":
@@ -86,21 +105,33 @@ def _stats(start, end, user_id, tz, granularity):
     except ValueError as exc:  # start after end: both ways must say so
         return ("error", str(exc))
     combined = get_token_stats_from_query({**args, "granularity": granularity})
-    return (summary, get_stats_by_model(**args), get_time_series_stats(granularity, **args),
-            combined)
+    return (
+        summary,
+        get_stats_by_model(**args),
+        get_time_series_stats(granularity, **args),
+        combined,
+    )
 
 
-@settings(max_examples=60, deadline=None,
-          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(base=st.sampled_from(BASES), data=rows, asked=queries)
 def test_rollup_stats_equal_raw_scan(app, base, data, asked):
     with app.app_context():
         clear_usage()
         for r in data:
-            record_usage(r["model"], r["prompt"], r["completion"],
-                         cached_tokens=min(r["cached"], r["prompt"]), user_id=r["user_id"],
-                         provider=r["provider"], node_name=r["node"], success=r["success"],
-                         created_at=_instant(base, r))
+            record_usage(
+                r["model"],
+                r["prompt"],
+                r["completion"],
+                cached_tokens=min(r["cached"], r["prompt"]),
+                user_id=r["user_id"],
+                provider=r["provider"],
+                node_name=r["node"],
+                success=r["success"],
+                created_at=_instant(base, r),
+            )
         for q in asked:
             if q["end"] is None and q["granularity"] == "day":
                 # Without an end a series runs to now: keep hourly ones small.
@@ -116,7 +147,7 @@ def test_rollup_stats_equal_raw_scan(app, base, data, asked):
 def seed() -> None:
     record_usage("gpt-4o-mini", 1000, 100, user_id=1, created_at=utc(2026, 1, 10, 10, 0))
     record_usage("gpt-4o-mini", 2000, 200, user_id=1, created_at=utc(2026, 1, 10, 10, 6))
-    record_usage("acme-x", 30, 3, created_at=utc(2026, 1, 10, 10, 7))         # unpriced
+    record_usage("acme-x", 30, 3, created_at=utc(2026, 1, 10, 10, 7))  # unpriced
     record_usage("gpt-4o", 400, 40, success=False, created_at=utc(2026, 1, 10, 10, 20))
     record_usage("gpt-4o-mini", 5, 5, user_id=2, created_at=utc(2026, 1, 10, 11, 59, 59))
 
@@ -164,13 +195,19 @@ def test_whole_buckets_are_read_from_the_rollup_table(app_ctx):
 def test_series_across_dst_and_quarter_hour_zones(app_ctx, tz):
     start = utc(2026, 3, 7)
     for i in range(0, 3 * 24 * 60, 37):
-        record_usage(("gpt-4o-mini", "acme-x")[i % 2], i % 1000, 7, user_id=(None, 1)[i % 2],
-                     created_at=start + timedelta(minutes=i, seconds=i % 60))
-    for granularity, lo, hi in (("day", "2026-03-08", "2026-03-08"),
-                                ("month", "2026-03-07T05:10:00", "2026-03-09T19:22:00")):
+        record_usage(
+            ("gpt-4o-mini", "acme-x")[i % 2],
+            i % 1000,
+            7,
+            user_id=(None, 1)[i % 2],
+            created_at=start + timedelta(minutes=i, seconds=i % 60),
+        )
+    for granularity, lo, hi in (
+        ("day", "2026-03-08", "2026-03-08"),
+        ("month", "2026-03-07T05:10:00", "2026-03-09T19:22:00"),
+    ):
         args = {"start_date": lo, "end_date": hi, "tz": tz}
         series = get_time_series_stats(granularity, **args)
         with raw_scan():
             assert series == get_time_series_stats(granularity, **args)
-        assert sum(b["total_calls"] for b in series) == get_summary_stats(**args)[
-            "total_calls"]
+        assert sum(b["total_calls"] for b in series) == get_summary_stats(**args)["total_calls"]

@@ -16,7 +16,8 @@ ROOT = Path(__file__).resolve().parents[1]
 EXPECTED = {
     "Content-Security-Policy": (
         "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
-        "object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"),
+        "object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+    ),
     "X-Content-Type-Options": "nosniff",
     "X-Frame-Options": "DENY",
     "Referrer-Policy": "same-origin",
@@ -27,8 +28,7 @@ ROW = "{row}"  # replaced by the id of the one recorded row
 # here at least once (test_every_route_is_covered), and every kind of answer it gives.
 CASES = {
     "login form": (None, "GET", "/login", None, 200, "text/html"),
-    "login form post without csrf token": (None, "POST", "/login", None, 400,
-                                           "application/json"),
+    "login form post without csrf token": (None, "POST", "/login", None, 400, "application/json"),
     "login form redirect": ("admin", "GET", "/login?next=/usage", None, 302, "text/html"),
     "logout page": ("admin", "GET", "/logout", None, 302, "text/html"),
     "dashboard": ("admin", "GET", "/", None, 200, "text/html"),
@@ -38,32 +38,78 @@ CASES = {
     "detail page": ("admin", "GET", f"/usage/{ROW}", None, 200, "text/html"),
     "static script": (None, "GET", "/static/dashboard.js", None, 200, "text/javascript"),
     "static style": (None, "GET", "/static/dashboard.css", None, 200, "text/css"),
-    "static chart.js": (None, "GET", "/static/vendor/chart.umd.min.js", None, 200,
-                        "text/javascript"),
+    "static chart.js": (
+        None,
+        "GET",
+        "/static/vendor/chart.umd.min.js",
+        None,
+        200,
+        "text/javascript",
+    ),
     "static missing": (None, "GET", "/static/nothing.js", None, 404, "application/json"),
-    "api login": (None, "POST", "/api/v1/auth/login",
-                  {"username": "admin", "password": ADMIN_PASSWORD}, 200, "application/json"),
-    "api login 401": (None, "POST", "/api/v1/auth/login",
-                      {"username": "admin", "password": "wrong"}, 401, "application/json"),
+    "api login": (
+        None,
+        "POST",
+        "/api/v1/auth/login",
+        {"username": "admin", "password": ADMIN_PASSWORD},
+        200,
+        "application/json",
+    ),
+    "api login 401": (
+        None,
+        "POST",
+        "/api/v1/auth/login",
+        {"username": "admin", "password": "wrong"},
+        401,
+        "application/json",
+    ),
     "api login 405": (None, "GET", "/api/v1/auth/login", None, 405, "application/json"),
     "api logout": ("admin", "POST", "/api/v1/auth/logout", None, 200, "application/json"),
     "api me": ("admin", "GET", "/api/v1/auth/me", None, 200, "application/json"),
     "api me 401": (None, "GET", "/api/v1/auth/me", None, 401, "application/json"),
-    "token stats": ("admin", "GET", "/api/v1/admin/token-stats/?granularity=day", None, 200,
-                    "application/json"),
-    "token stats 400": ("admin", "GET", "/api/v1/admin/token-stats/?granularity=week", None,
-                        400, "application/json"),
-    "token stats 401": (None, "GET", "/api/v1/admin/token-stats/", None, 401,
-                        "application/json"),
-    "token stats 403": ("alice", "GET", "/api/v1/admin/token-stats/", None, 403,
-                        "application/json"),
+    "token stats": (
+        "admin",
+        "GET",
+        "/api/v1/admin/token-stats/?granularity=day",
+        None,
+        200,
+        "application/json",
+    ),
+    "token stats 400": (
+        "admin",
+        "GET",
+        "/api/v1/admin/token-stats/?granularity=week",
+        None,
+        400,
+        "application/json",
+    ),
+    "token stats 401": (None, "GET", "/api/v1/admin/token-stats/", None, 401, "application/json"),
+    "token stats 403": (
+        "alice",
+        "GET",
+        "/api/v1/admin/token-stats/",
+        None,
+        403,
+        "application/json",
+    ),
     "usage list": ("admin", "GET", "/api/v1/admin/llm-usage/", None, 200, "application/json"),
-    "usage detail": ("admin", "GET", f"/api/v1/admin/llm-usage/{ROW}/", None, 200,
-                     "application/json"),
-    "usage detail 404": ("admin", "GET", "/api/v1/admin/llm-usage/nothing/", None, 404,
-                         "application/json"),
-    "usage export": ("admin", "GET", "/api/v1/admin/llm-usage/export.csv", None, 200,
-                     "text/csv"),
+    "usage detail": (
+        "admin",
+        "GET",
+        f"/api/v1/admin/llm-usage/{ROW}/",
+        None,
+        200,
+        "application/json",
+    ),
+    "usage detail 404": (
+        "admin",
+        "GET",
+        "/api/v1/admin/llm-usage/nothing/",
+        None,
+        404,
+        "application/json",
+    ),
+    "usage export": ("admin", "GET", "/api/v1/admin/llm-usage/export.csv", None, 200, "text/csv"),
     "unknown url 404": (None, "GET", "/no/such/page", None, 404, "application/json"),
 }
 
@@ -100,9 +146,11 @@ def test_every_response_carries_the_security_headers(app, client, site, case):
 
 def test_every_route_is_covered(app):
     adapter = app.url_map.bind("localhost")
-    covered = {adapter.match(path.split("?")[0].replace(ROW, "x"), method)[0]
-               for _who, method, path, _body, status, _mime in CASES.values()
-               if status not in (404, 405)}
+    covered = {
+        adapter.match(path.split("?")[0].replace(ROW, "x"), method)[0]
+        for _who, method, path, _body, status, _mime in CASES.values()
+        if status not in (404, 405)
+    }
     assert covered == {rule.endpoint for rule in app.url_map.iter_rules()}
 
 
@@ -148,5 +196,11 @@ def test_dashboard_script_writes_no_inline_style_or_markup():
     script = (ROOT / "admin_app" / "static" / "dashboard.js").read_text(encoding="utf-8")
     # setAttribute("style") and style="" in HTML strings are refused by style-src 'self'
     # (CSSOM writes such as node.style.x are allowed, and Chart.js uses only those).
-    assert re.findall(r"setAttribute\(\s*[\"']style|innerHTML|outerHTML|insertAdjacentHTML"
-                      r"|document\.write|\beval\(|new Function", script) == []
+    assert (
+        re.findall(
+            r"setAttribute\(\s*[\"']style|innerHTML|outerHTML|insertAdjacentHTML"
+            r"|document\.write|\beval\(|new Function",
+            script,
+        )
+        == []
+    )

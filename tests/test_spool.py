@@ -9,20 +9,28 @@ from llm_tracker import LLMUsage, UsageHandler, db, get_spool
 
 
 def _model(calls: int) -> GenericFakeChatModel:
-    replies = iter([
-        AIMessage(content=f"reply {i}", response_metadata={"model_name": "gpt-4o-mini"},
-                  usage_metadata={"input_tokens": 10 + i, "output_tokens": 2,
-                                  "total_tokens": 12 + i})
-        for i in range(calls)
-    ])
+    replies = iter(
+        [
+            AIMessage(
+                content=f"reply {i}",
+                response_metadata={"model_name": "gpt-4o-mini"},
+                usage_metadata={"input_tokens": 10 + i, "output_tokens": 2, "total_tokens": 12 + i},
+            )
+            for i in range(calls)
+        ]
+    )
     return GenericFakeChatModel(messages=replies)
 
 
 def _count(app) -> tuple[int, int, int]:
     with app.app_context():
-        return db.session.execute(select(
-            func.count(), func.count(func.distinct(LLMUsage.run_id)),
-            func.sum(LLMUsage.prompt_tokens))).one()
+        return db.session.execute(
+            select(
+                func.count(),
+                func.count(func.distinct(LLMUsage.run_id)),
+                func.sum(LLMUsage.prompt_tokens),
+            )
+        ).one()
 
 
 def test_outage_loses_nothing_and_replay_duplicates_nothing(make_app, database_url):
@@ -76,8 +84,9 @@ def test_a_row_both_stored_and_spooled_is_written_once(app, app_ctx):
     model = _model(1)
     model.invoke("a", config={"callbacks": [UsageHandler(app=app)]})
     row = db.session.execute(select(LLMUsage)).scalar_one()
-    values = {attr.columns[0].name: getattr(row, attr.key)
-              for attr in LLMUsage.__mapper__.column_attrs}
+    values = {
+        attr.columns[0].name: getattr(row, attr.key) for attr in LLMUsage.__mapper__.column_attrs
+    }
     get_spool().append(values)
     result = get_spool().replay()
     assert (result.written, result.duplicates, result.remaining) == (0, 1, 0)

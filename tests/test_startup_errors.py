@@ -16,25 +16,43 @@ import llm_tracker
 ROOT = Path(__file__).resolve().parents[1]
 GOOD_RULE = {"pattern": "alpha-.*", "input_per_mtok": "1", "output_per_mtok": "2"}
 BAD_RULE = {"pattern": "beta-(", "input_per_mtok": "1", "output_per_mtok": "2"}
-MESSAGE = ("Error: LLM_TRACKER_CUSTOM_PRICES[1] (pattern 'beta-('): pattern is not a valid "
-           "regex: missing ), unterminated subpattern at position 5\n")
-COMMANDS = [["run", "--port", "0"], ["run", "--debug", "--port", "0"], ["db", "upgrade"],
-            ["routes"], ["bootstrap"], ["reprice", "--since", "2026-01-01"]]
+MESSAGE = (
+    "Error: LLM_TRACKER_CUSTOM_PRICES[1] (pattern 'beta-('): pattern is not a valid "
+    "regex: missing ), unterminated subpattern at position 5\n"
+)
+COMMANDS = [
+    ["run", "--port", "0"],
+    ["run", "--debug", "--port", "0"],
+    ["db", "upgrade"],
+    ["routes"],
+    ["bootstrap"],
+    ["reprice", "--since", "2026-01-01"],
+]
 
 
 def flask(tmp_path: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
-    environ = {key: value for key, value in os.environ.items()
-               if not key.startswith("FLASK_") and key != "DATABASE_URL"}
+    environ = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith("FLASK_") and key != "DATABASE_URL"
+    }
     environ.update(LLM_TRACKER_INSTANCE_PATH=str(tmp_path / "instance"), **env)
-    return subprocess.run([sys.executable, "-m", "flask", "--app", "wsgi", *args], cwd=ROOT,
-                          env=environ, capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "flask", "--app", "wsgi", *args],
+        cwd=ROOT,
+        env=environ,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("command", COMMANDS, ids=" ".join)
 def test_bad_rule_from_the_environment_is_one_line(tmp_path, command):
-    done = flask(tmp_path, *command,
-                 FLASK_LLM_TRACKER_CUSTOM_PRICES=json.dumps([GOOD_RULE, BAD_RULE]))
+    done = flask(
+        tmp_path, *command, FLASK_LLM_TRACKER_CUSTOM_PRICES=json.dumps([GOOD_RULE, BAD_RULE])
+    )
     assert (done.returncode, done.stdout, done.stderr) == (1, "", MESSAGE)
 
 
@@ -42,7 +60,8 @@ def test_bad_rule_from_the_environment_is_one_line(tmp_path, command):
 def test_bad_rule_from_the_instance_config_is_one_line(tmp_path):
     (tmp_path / "instance").mkdir()
     (tmp_path / "instance" / "config.py").write_text(
-        f"LLM_TRACKER_CUSTOM_PRICES = {[GOOD_RULE, BAD_RULE]!r}\n", encoding="utf-8")
+        f"LLM_TRACKER_CUSTOM_PRICES = {[GOOD_RULE, BAD_RULE]!r}\n", encoding="utf-8"
+    )
     done = flask(tmp_path, "run", "--port", "0")
     assert (done.returncode, done.stdout, done.stderr) == (1, "", MESSAGE)
 
@@ -51,8 +70,11 @@ def test_bad_rule_from_the_instance_config_is_one_line(tmp_path):
 def test_bad_azure_map_is_one_line(tmp_path):
     done = flask(tmp_path, "routes", FLASK_LLM_TRACKER_AZURE_DEPLOYMENTS='["prod-4o"]')
     assert (done.returncode, done.stdout, done.stderr) == (
-        1, "", "Error: LLM_TRACKER_AZURE_DEPLOYMENTS must map deployment names to model names "
-               "(strings), got ['prod-4o']\n")
+        1,
+        "",
+        "Error: LLM_TRACKER_AZURE_DEPLOYMENTS must map deployment names to model names "
+        "(strings), got ['prod-4o']\n",
+    )
 
 
 @pytest.mark.slow

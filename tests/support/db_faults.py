@@ -40,8 +40,11 @@ def outage(make_app, database_url, **config):
         proxy.start()
         proxied = url.set(host="127.0.0.1", port=proxy.port)
         try:
-            yield (make_app(SQLALCHEMY_DATABASE_URI=proxied.render_as_string(False), **config),
-                   proxy.stop, proxy.start)
+            yield (
+                make_app(SQLALCHEMY_DATABASE_URI=proxied.render_as_string(False), **config),
+                proxy.stop,
+                proxy.start,
+            )
         finally:
             proxy.stop()
 
@@ -49,12 +52,18 @@ def outage(make_app, database_url, **config):
 def refuse_a_model(database_url: str) -> None:
     """Make the database itself refuse rows of REFUSED_MODEL (a data error, not an outage)."""
     if make_url(database_url).get_backend_name() == "sqlite":
-        db.session.execute(text(
-            "CREATE TRIGGER refuse_model BEFORE INSERT ON llm_tracker_usage "
-            f"WHEN NEW.model = '{REFUSED_MODEL}' "
-            "BEGIN SELECT RAISE(ABORT, 'refused by the test'); END"))
+        db.session.execute(
+            text(
+                "CREATE TRIGGER refuse_model BEFORE INSERT ON llm_tracker_usage "
+                f"WHEN NEW.model = '{REFUSED_MODEL}' "
+                "BEGIN SELECT RAISE(ABORT, 'refused by the test'); END"
+            )
+        )
     else:
-        db.session.execute(text(
-            "ALTER TABLE llm_tracker_usage ADD CONSTRAINT refuse_model "
-            f"CHECK (model <> '{REFUSED_MODEL}')"))
+        db.session.execute(
+            text(
+                "ALTER TABLE llm_tracker_usage ADD CONSTRAINT refuse_model "
+                f"CHECK (model <> '{REFUSED_MODEL}')"
+            )
+        )
     db.session.commit()

@@ -88,9 +88,12 @@ OPENAI_USAGE: dict[str, Any] = {
     "completion_tokens": 5,
     "total_tokens": 17,
     "prompt_tokens_details": {"cached_tokens": 0, "audio_tokens": 0},
-    "completion_tokens_details": {"reasoning_tokens": 0, "audio_tokens": 0,
-                                  "accepted_prediction_tokens": 0,
-                                  "rejected_prediction_tokens": 0},
+    "completion_tokens_details": {
+        "reasoning_tokens": 0,
+        "audio_tokens": 0,
+        "accepted_prediction_tokens": 0,
+        "rejected_prediction_tokens": 0,
+    },
 }
 # Usage per prompt of a legacy completions reply (the request's usage sums the prompts).
 COMPLETION_USAGE_PER_PROMPT: dict[str, int] = {"prompt_tokens": 4, "completion_tokens": 5}
@@ -116,39 +119,53 @@ _OPENAI_PATH = re.compile(r"^(?:/v1)?/chat/completions$")
 _COMPLETIONS_PATH = re.compile(r"^(?:/v1)?/completions$")
 _ANTHROPIC_PATH = re.compile(r"^/v1/messages$")
 _GEMINI_PATH = re.compile(
-    r"^/(?P<version>v1beta|v1|v1alpha)/models/(?P<model>[^:/]+):(?P<method>\w+)$")
+    r"^/(?P<version>v1beta|v1|v1alpha)/models/(?P<model>[^:/]+):(?P<method>\w+)$"
+)
 
 _OPENAI_ERROR_TYPES = {
-    400: ("invalid_request_error", None), 401: ("invalid_request_error", "invalid_api_key"),
-    403: ("invalid_request_error", None), 404: ("invalid_request_error", "model_not_found"),
-    429: ("requests", "rate_limit_exceeded"), 500: ("server_error", None),
+    400: ("invalid_request_error", None),
+    401: ("invalid_request_error", "invalid_api_key"),
+    403: ("invalid_request_error", None),
+    404: ("invalid_request_error", "model_not_found"),
+    429: ("requests", "rate_limit_exceeded"),
+    500: ("server_error", None),
     503: ("server_error", None),
 }
 _OPENAI_ERROR_MESSAGES = {
     401: "Incorrect API key provided: sk-test. You can find your API key at "
-         "https://platform.openai.com/account/api-keys.",
+    "https://platform.openai.com/account/api-keys.",
     404: "The model `x` does not exist or you do not have access to it.",
     429: "Rate limit reached for requests. Please try again in 20ms.",
     500: "The server had an error while processing your request. Sorry about that!",
 }
 _ANTHROPIC_ERROR_TYPES = {
-    400: "invalid_request_error", 401: "authentication_error", 403: "permission_error",
-    404: "not_found_error", 413: "request_too_large", 429: "rate_limit_error",
-    500: "api_error", 529: "overloaded_error",
+    400: "invalid_request_error",
+    401: "authentication_error",
+    403: "permission_error",
+    404: "not_found_error",
+    413: "request_too_large",
+    429: "rate_limit_error",
+    500: "api_error",
+    529: "overloaded_error",
 }
 _ANTHROPIC_MESSAGES = {
     429: "This request would exceed the rate limit for your organization of 50 requests "
-         "per minute.",
+    "per minute.",
     529: "Overloaded",
 }
 _GEMINI_STATUS = {
-    400: "INVALID_ARGUMENT", 401: "UNAUTHENTICATED", 403: "PERMISSION_DENIED",
-    404: "NOT_FOUND", 429: "RESOURCE_EXHAUSTED", 500: "INTERNAL", 503: "UNAVAILABLE",
+    400: "INVALID_ARGUMENT",
+    401: "UNAUTHENTICATED",
+    403: "PERMISSION_DENIED",
+    404: "NOT_FOUND",
+    429: "RESOURCE_EXHAUSTED",
+    500: "INTERNAL",
+    503: "UNAVAILABLE",
 }
 _GEMINI_MESSAGES = {
     429: "Resource has been exhausted (e.g. check quota).",
     500: "An internal error has occurred. Please retry or report in "
-         "https://developers.generativeai.google/guide/troubleshooting",
+    "https://developers.generativeai.google/guide/troubleshooting",
     503: "The model is overloaded. Please try again later.",
 }
 
@@ -215,8 +232,9 @@ class FakeProviderServer:
         handler = type("_Handler", (_Handler,), {"fake": self})
         self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
         self._httpd.daemon_threads = True
-        self._thread = threading.Thread(target=self._httpd.serve_forever,
-                                        name="fake-provider", daemon=True)
+        self._thread = threading.Thread(
+            target=self._httpd.serve_forever, name="fake-provider", daemon=True
+        )
         self._thread.start()
 
     def stop(self) -> None:
@@ -244,8 +262,15 @@ class FakeProviderServer:
 
     # --- scripting --------------------------------------------------------------------
 
-    def enqueue(self, body: Any = None, *, status: int = 200, sse: bool = False,
-                headers: Mapping[str, str] | None = None, delay: float = 0.0) -> None:
+    def enqueue(
+        self,
+        body: Any = None,
+        *,
+        status: int = 200,
+        sse: bool = False,
+        headers: Mapping[str, str] | None = None,
+        delay: float = 0.0,
+    ) -> None:
         """Queue the response to the next request (FIFO, any protocol).
 
         ``body``: a dict/list (sent as JSON) or a str (sent raw; ``sse=True`` sends it as
@@ -286,9 +311,14 @@ class FakeProviderServer:
 # --- default replies --------------------------------------------------------------------
 
 
-def openai_completion(model: str, content: str = DEFAULT_TEXT, *, n: int = 1,
-                      usage: Mapping[str, Any] | None = None,
-                      completion_id: str = "chatcmpl-fake") -> dict[str, Any]:
+def openai_completion(
+    model: str,
+    content: str = DEFAULT_TEXT,
+    *,
+    n: int = 1,
+    usage: Mapping[str, Any] | None = None,
+    completion_id: str = "chatcmpl-fake",
+) -> dict[str, Any]:
     """A ``chat.completion`` body with ``n`` identical choices."""
     return {
         "id": completion_id,
@@ -296,47 +326,92 @@ def openai_completion(model: str, content: str = DEFAULT_TEXT, *, n: int = 1,
         "created": 1_750_000_000,
         "model": model,
         "system_fingerprint": "fp_fake",
-        "choices": [{"index": i, "finish_reason": "stop", "logprobs": None,
-                     "message": {"role": "assistant", "content": content, "refusal": None}}
-                    for i in range(n)],
+        "choices": [
+            {
+                "index": i,
+                "finish_reason": "stop",
+                "logprobs": None,
+                "message": {"role": "assistant", "content": content, "refusal": None},
+            }
+            for i in range(n)
+        ],
         "usage": dict(usage or OPENAI_USAGE),
     }
 
 
-def openai_chunk(model: str, choices: list[dict[str, Any]], *,
-                 usage: Mapping[str, Any] | None = None, include_usage: bool = False,
-                 completion_id: str = "chatcmpl-fake") -> dict[str, Any]:
+def openai_chunk(
+    model: str,
+    choices: list[dict[str, Any]],
+    *,
+    usage: Mapping[str, Any] | None = None,
+    include_usage: bool = False,
+    completion_id: str = "chatcmpl-fake",
+) -> dict[str, Any]:
     """One ``chat.completion.chunk``; ``usage`` is null on every chunk but the last
     when the client asked for usage, absent otherwise (as the real API does)."""
     chunk: dict[str, Any] = {
-        "id": completion_id, "object": "chat.completion.chunk", "created": 1_750_000_000,
-        "model": model, "system_fingerprint": "fp_fake", "choices": choices,
+        "id": completion_id,
+        "object": "chat.completion.chunk",
+        "created": 1_750_000_000,
+        "model": model,
+        "system_fingerprint": "fp_fake",
+        "choices": choices,
     }
     if include_usage or usage is not None:
         chunk["usage"] = dict(usage) if usage is not None else None
     return chunk
 
 
-def openai_stream_events(model: str, pieces: Iterable[str] = DEFAULT_STREAM_PIECES, *,
-                         n: int = 1, include_usage: bool = False,
-                         usage: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
+def openai_stream_events(
+    model: str,
+    pieces: Iterable[str] = DEFAULT_STREAM_PIECES,
+    *,
+    n: int = 1,
+    include_usage: bool = False,
+    usage: Mapping[str, Any] | None = None,
+) -> list[dict[str, Any]]:
     """The chunks of a streamed completion (``n`` choices, optional usage chunk)."""
     pieces = list(pieces)
     events = []
     for i in range(n):
-        events.append(openai_chunk(model, [{"index": i, "delta": {"role": "assistant",
-                                                                   "content": ""},
-                                            "logprobs": None, "finish_reason": None}],
-                                   include_usage=include_usage))
+        events.append(
+            openai_chunk(
+                model,
+                [
+                    {
+                        "index": i,
+                        "delta": {"role": "assistant", "content": ""},
+                        "logprobs": None,
+                        "finish_reason": None,
+                    }
+                ],
+                include_usage=include_usage,
+            )
+        )
     for piece in pieces:
         for i in range(n):
-            events.append(openai_chunk(model, [{"index": i, "delta": {"content": piece},
-                                                "logprobs": None, "finish_reason": None}],
-                                       include_usage=include_usage))
+            events.append(
+                openai_chunk(
+                    model,
+                    [
+                        {
+                            "index": i,
+                            "delta": {"content": piece},
+                            "logprobs": None,
+                            "finish_reason": None,
+                        }
+                    ],
+                    include_usage=include_usage,
+                )
+            )
     for i in range(n):
-        events.append(openai_chunk(model, [{"index": i, "delta": {}, "logprobs": None,
-                                            "finish_reason": "stop"}],
-                                   include_usage=include_usage))
+        events.append(
+            openai_chunk(
+                model,
+                [{"index": i, "delta": {}, "logprobs": None, "finish_reason": "stop"}],
+                include_usage=include_usage,
+            )
+        )
     if include_usage:
         events.append(openai_chunk(model, [], usage=usage or OPENAI_USAGE))
     return events
@@ -350,23 +425,35 @@ def sse(events: Iterable[Any], *, done: bool = True) -> str:
     return "".join(out)
 
 
-def gemini_response(model: str, text: str = DEFAULT_TEXT, *, candidates: int = 1,
-                    usage: Mapping[str, Any] | None = None,
-                    finish: bool = True) -> dict[str, Any]:
+def gemini_response(
+    model: str,
+    text: str = DEFAULT_TEXT,
+    *,
+    candidates: int = 1,
+    usage: Mapping[str, Any] | None = None,
+    finish: bool = True,
+) -> dict[str, Any]:
     """A ``GenerateContentResponse`` body."""
     cands = []
     for i in range(candidates):
-        cand: dict[str, Any] = {"content": {"parts": [{"text": text}], "role": "model"},
-                                "index": i}
+        cand: dict[str, Any] = {"content": {"parts": [{"text": text}], "role": "model"}, "index": i}
         if finish:
             cand["finishReason"] = "STOP"
         cands.append(cand)
-    return {"candidates": cands, "usageMetadata": dict(usage or GEMINI_USAGE),
-            "modelVersion": model, "responseId": "fake-response-id"}
+    return {
+        "candidates": cands,
+        "usageMetadata": dict(usage or GEMINI_USAGE),
+        "modelVersion": model,
+        "responseId": "fake-response-id",
+    }
 
 
-def gemini_stream_events(model: str, pieces: Iterable[str] = DEFAULT_STREAM_PIECES, *,
-                         usage: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
+def gemini_stream_events(
+    model: str,
+    pieces: Iterable[str] = DEFAULT_STREAM_PIECES,
+    *,
+    usage: Mapping[str, Any] | None = None,
+) -> list[dict[str, Any]]:
     """Stream chunks with cumulative ``usageMetadata`` (the last holds ``usage``)."""
     pieces = list(pieces)
     final = dict(usage or GEMINI_USAGE)
@@ -376,77 +463,142 @@ def gemini_stream_events(model: str, pieces: Iterable[str] = DEFAULT_STREAM_PIEC
     for k, piece in enumerate(pieces, start=1):
         last = k == len(pieces)
         so_far = completion if last else completion * k // len(pieces)
-        um = dict(final) if last else {
-            **final, "candidatesTokenCount": so_far,
-            "totalTokenCount": prompt + so_far + thoughts}
+        um = (
+            dict(final)
+            if last
+            else {
+                **final,
+                "candidatesTokenCount": so_far,
+                "totalTokenCount": prompt + so_far + thoughts,
+            }
+        )
         events.append(gemini_response(model, piece, usage=um, finish=last))
     return events
 
 
-def completion_response(model: str, prompts: list[str], *, n: int = 1,
-                        text: str = DEFAULT_TEXT,
-                        usage: Mapping[str, Any] | None = None) -> dict[str, Any]:
+def completion_response(
+    model: str,
+    prompts: list[str],
+    *,
+    n: int = 1,
+    text: str = DEFAULT_TEXT,
+    usage: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
     """A legacy ``text_completion`` body: ``n`` choices per prompt, one usage for all."""
     if usage is None:
         per = COMPLETION_USAGE_PER_PROMPT
         prompt = per["prompt_tokens"] * len(prompts)
         completion = per["completion_tokens"] * len(prompts) * n
-        usage = {"prompt_tokens": prompt, "completion_tokens": completion,
-                 "total_tokens": prompt + completion}
+        usage = {
+            "prompt_tokens": prompt,
+            "completion_tokens": completion,
+            "total_tokens": prompt + completion,
+        }
     return {
-        "id": "cmpl-fake", "object": "text_completion", "created": 1_750_000_000,
-        "model": model, "system_fingerprint": "fp_fake",
-        "choices": [{"text": text, "index": i, "logprobs": None, "finish_reason": "stop"}
-                    for i in range(len(prompts) * n)],
+        "id": "cmpl-fake",
+        "object": "text_completion",
+        "created": 1_750_000_000,
+        "model": model,
+        "system_fingerprint": "fp_fake",
+        "choices": [
+            {"text": text, "index": i, "logprobs": None, "finish_reason": "stop"}
+            for i in range(len(prompts) * n)
+        ],
         "usage": dict(usage),
     }
 
 
-def completion_stream_events(model: str, pieces: Iterable[str] = DEFAULT_STREAM_PIECES, *,
-                             include_usage: bool = False) -> list[dict[str, Any]]:
+def completion_stream_events(
+    model: str, pieces: Iterable[str] = DEFAULT_STREAM_PIECES, *, include_usage: bool = False
+) -> list[dict[str, Any]]:
     """The chunks of a streamed legacy completion of one prompt (optional usage chunk)."""
     pieces = list(pieces)
-    base = {"id": "cmpl-fake", "object": "text_completion", "created": 1_750_000_000,
-            "model": model, "system_fingerprint": "fp_fake"}
+    base = {
+        "id": "cmpl-fake",
+        "object": "text_completion",
+        "created": 1_750_000_000,
+        "model": model,
+        "system_fingerprint": "fp_fake",
+    }
     events: list[dict[str, Any]] = [
-        {**base, "choices": [{"text": piece, "index": 0, "logprobs": None,
-                              "finish_reason": "stop" if k == len(pieces) else None}]}
-        for k, piece in enumerate(pieces, start=1)]
+        {
+            **base,
+            "choices": [
+                {
+                    "text": piece,
+                    "index": 0,
+                    "logprobs": None,
+                    "finish_reason": "stop" if k == len(pieces) else None,
+                }
+            ],
+        }
+        for k, piece in enumerate(pieces, start=1)
+    ]
     if include_usage:
         usage = completion_response(model, [""])["usage"]
         events.append({**base, "choices": [], "usage": usage})
     return events
 
 
-def anthropic_message(model: str, text: str = DEFAULT_TEXT, *,
-                      usage: Mapping[str, Any] | None = None,
-                      message_id: str = "msg_fake") -> dict[str, Any]:
+def anthropic_message(
+    model: str,
+    text: str = DEFAULT_TEXT,
+    *,
+    usage: Mapping[str, Any] | None = None,
+    message_id: str = "msg_fake",
+) -> dict[str, Any]:
     """An Anthropic ``message`` body (``usage`` as the API sends it)."""
-    return {"id": message_id, "type": "message", "role": "assistant", "model": model,
-            "content": [{"type": "text", "text": text}], "stop_reason": "end_turn",
-            "stop_sequence": None, "usage": dict(usage or ANTHROPIC_USAGE)}
+    return {
+        "id": message_id,
+        "type": "message",
+        "role": "assistant",
+        "model": model,
+        "content": [{"type": "text", "text": text}],
+        "stop_reason": "end_turn",
+        "stop_sequence": None,
+        "usage": dict(usage or ANTHROPIC_USAGE),
+    }
 
 
-def anthropic_stream_events(model: str, pieces: Iterable[str] = DEFAULT_STREAM_PIECES, *,
-                            usage: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
+def anthropic_stream_events(
+    model: str,
+    pieces: Iterable[str] = DEFAULT_STREAM_PIECES,
+    *,
+    usage: Mapping[str, Any] | None = None,
+) -> list[dict[str, Any]]:
     """The events of a streamed message: input usage first, final output usage last."""
     final = dict(usage or ANTHROPIC_USAGE)
     start = anthropic_message(model, usage={**final, "output_tokens": 1})
     start.update(content=[], stop_reason=None)
     # The real message_delta repeats the cumulative counts but not the cache TTL split.
-    delta_usage = {k: final[k] for k in ("input_tokens", "cache_creation_input_tokens",
-                                         "cache_read_input_tokens", "output_tokens")
-                   if k in final}
+    delta_usage = {
+        k: final[k]
+        for k in (
+            "input_tokens",
+            "cache_creation_input_tokens",
+            "cache_read_input_tokens",
+            "output_tokens",
+        )
+        if k in final
+    }
     return [
         {"type": "message_start", "message": start},
-        {"type": "content_block_start", "index": 0,
-         "content_block": {"type": "text", "text": ""}},
+        {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}},
         {"type": "ping"},
-        *({"type": "content_block_delta", "index": 0,
-           "delta": {"type": "text_delta", "text": piece}} for piece in pieces),
+        *(
+            {
+                "type": "content_block_delta",
+                "index": 0,
+                "delta": {"type": "text_delta", "text": piece},
+            }
+            for piece in pieces
+        ),
         {"type": "content_block_stop", "index": 0},
-        {"type": "message_delta", "delta": {"stop_reason": "end_turn", "stop_sequence": None},
-         "usage": delta_usage},
+        {
+            "type": "message_delta",
+            "delta": {"stop_reason": "end_turn", "stop_sequence": None},
+            "usage": delta_usage,
+        },
         {"type": "message_stop"},
     ]
 
@@ -466,25 +618,36 @@ def _azure_error(status: int, message: str | None) -> dict[str, Any]:
     msg = message or (
         "Requests to the ChatCompletions_Create Operation under Azure OpenAI API version "
         "2024-12-01-preview have exceeded token rate limit of your current pricing tier. "
-        "Please retry after 1 second." if status == 429 else HTTPStatus(status).phrase)
+        "Please retry after 1 second."
+        if status == 429
+        else HTTPStatus(status).phrase
+    )
     return {"error": {"code": str(status), "message": msg}}
 
 
 def _gemini_error(status: int, message: str | None) -> dict[str, Any]:
     msg = message or _GEMINI_MESSAGES.get(status) or HTTPStatus(status).phrase
-    return {"error": {"code": status, "message": msg,
-                      "status": _GEMINI_STATUS.get(status, "UNKNOWN")}}
+    return {
+        "error": {"code": status, "message": msg, "status": _GEMINI_STATUS.get(status, "UNKNOWN")}
+    }
 
 
 def _anthropic_error(status: int, message: str | None) -> dict[str, Any]:
     msg = message or _ANTHROPIC_MESSAGES.get(status) or HTTPStatus(status).phrase
-    return {"type": "error",
-            "error": {"type": _ANTHROPIC_ERROR_TYPES.get(status, "api_error"), "message": msg}}
+    return {
+        "type": "error",
+        "error": {"type": _ANTHROPIC_ERROR_TYPES.get(status, "api_error"), "message": msg},
+    }
 
 
-_ERROR_BUILDERS = {"openai": _openai_error, "completions": _openai_error,
-                   "azure": _azure_error, "gemini": _gemini_error,
-                   "anthropic": _anthropic_error, "unknown": _openai_error}
+_ERROR_BUILDERS = {
+    "openai": _openai_error,
+    "completions": _openai_error,
+    "azure": _azure_error,
+    "gemini": _gemini_error,
+    "anthropic": _anthropic_error,
+    "unknown": _openai_error,
+}
 
 
 # --- HTTP plumbing ------------------------------------------------------------------------
@@ -524,9 +687,14 @@ class _Handler(BaseHTTPRequestHandler):
         except ValueError:
             parsed = None
         request = RecordedRequest(
-            method=self.command, path=url.path, query=dict(parse_qsl(url.query)),
-            headers=Headers(self.headers.items()), body=body, json=parsed,
-            protocol="unknown")
+            method=self.command,
+            path=url.path,
+            query=dict(parse_qsl(url.query)),
+            headers=Headers(self.headers.items()),
+            body=body,
+            json=parsed,
+            protocol="unknown",
+        )
         if m := _AZURE_PATH.match(url.path):
             request.protocol, request.deployment = "azure", m["deployment"]
         elif _OPENAI_PATH.match(url.path):
@@ -537,8 +705,9 @@ class _Handler(BaseHTTPRequestHandler):
             request.protocol = "anthropic"
         elif m := _GEMINI_PATH.match(url.path):
             request.protocol, request.model = "gemini", m["model"]
-        if (request.protocol in ("openai", "completions", "azure", "anthropic")
-                and isinstance(parsed, dict)):
+        if request.protocol in ("openai", "completions", "azure", "anthropic") and isinstance(
+            parsed, dict
+        ):
             request.model = parsed.get("model")
         return request
 
@@ -559,14 +728,18 @@ class _Handler(BaseHTTPRequestHandler):
         body = request.json if isinstance(request.json, dict) else {}
         if request.protocol in ("openai", "azure"):
             requested = body.get("model") or "gpt-4o-mini"
-            model = (AZURE_SERVED_MODEL if request.protocol == "azure"
-                     else self.fake.served_models.get(requested, requested))
+            model = (
+                AZURE_SERVED_MODEL
+                if request.protocol == "azure"
+                else self.fake.served_models.get(requested, requested)
+            )
             n = int(body.get("n") or 1)
             if body.get("stream"):
                 include = bool((body.get("stream_options") or {}).get("include_usage"))
                 events = openai_stream_events(model, n=n, include_usage=include)
-                self._send_sse([f"data: {json.dumps(e)}\n\n" for e in events]
-                               + ["data: [DONE]\n\n"])
+                self._send_sse(
+                    [f"data: {json.dumps(e)}\n\n" for e in events] + ["data: [DONE]\n\n"]
+                )
             else:
                 self._send_json(openai_completion(model, n=n))
         elif request.protocol == "completions":
@@ -575,13 +748,13 @@ class _Handler(BaseHTTPRequestHandler):
             if body.get("stream"):
                 include = bool((body.get("stream_options") or {}).get("include_usage"))
                 events = completion_stream_events(model, include_usage=include)
-                self._send_sse([f"data: {json.dumps(e)}\n\n" for e in events]
-                               + ["data: [DONE]\n\n"])
+                self._send_sse(
+                    [f"data: {json.dumps(e)}\n\n" for e in events] + ["data: [DONE]\n\n"]
+                )
             else:
                 prompts = body.get("prompt")
                 prompts = [prompts] if isinstance(prompts, str) else list(prompts or [""])
-                self._send_json(completion_response(model, prompts,
-                                                    n=int(body.get("n") or 1)))
+                self._send_json(completion_response(model, prompts, n=int(body.get("n") or 1)))
         elif request.protocol == "anthropic":
             requested = body.get("model") or "claude-sonnet-4-5"
             model = self.fake.served_models.get(requested, requested)
@@ -599,16 +772,26 @@ class _Handler(BaseHTTPRequestHandler):
                 count = int((body.get("generationConfig") or {}).get("candidateCount") or 1)
                 self._send_json(gemini_response(request.model, candidates=count))
         else:
-            self._send_json({"error": {"message": f"fake provider: no route {request.path}",
-                                       "type": "invalid_request_error", "code": None,
-                                       "param": None}}, 404)
+            self._send_json(
+                {
+                    "error": {
+                        "message": f"fake provider: no route {request.path}",
+                        "type": "invalid_request_error",
+                        "code": None,
+                        "param": None,
+                    }
+                },
+                404,
+            )
 
-    def _send_json(self, body: Any, status: int = 200,
-                   headers: Mapping[str, str] | None = None) -> None:
+    def _send_json(
+        self, body: Any, status: int = 200, headers: Mapping[str, str] | None = None
+    ) -> None:
         self._send_bytes(json.dumps(body).encode(), status, "application/json", headers)
 
-    def _send_bytes(self, data: bytes, status: int, content_type: str,
-                    headers: Mapping[str, str] | None = None) -> None:
+    def _send_bytes(
+        self, data: bytes, status: int, content_type: str, headers: Mapping[str, str] | None = None
+    ) -> None:
         self.send_response(status)
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(data)))
@@ -622,8 +805,13 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.write(data)
         self.wfile.flush()
 
-    def _send_sse(self, events: list[str], status: int = 200,
-                  headers: Mapping[str, str] | None = None, delay: float = 0.0) -> None:
+    def _send_sse(
+        self,
+        events: list[str],
+        status: int = 200,
+        headers: Mapping[str, str] | None = None,
+        delay: float = 0.0,
+    ) -> None:
         self.send_response(status)
         self.send_header("Content-Type", "text/event-stream")
         self.send_header("Cache-Control", "no-cache")

@@ -31,6 +31,11 @@ def record():
     # hold_ms keeps the worker busy a little, so concurrent requests reach other workers.
     time.sleep(float(request.args.get("hold_ms", 0)) / 1000)
     run_id = request.args["run_id"]
-    row = record_usage("gpt-4o-mini", prompt_tokens=int(request.args.get("tokens", 1)),
-                       completion_tokens=1, node_name="gunicorn", run_id=run_id)
+    row = record_usage(
+        "gpt-4o-mini",
+        prompt_tokens=int(request.args.get("tokens", 1)),
+        completion_tokens=1,
+        node_name="gunicorn",
+        run_id=run_id,
+    )
     return jsonify(pid=os.getpid(), run_id=row.run_id)

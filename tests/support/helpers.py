@@ -17,14 +17,22 @@ from llm_tracker import LLMUsage, db, flush
 from llm_tracker.models import LLMUsageRollup, LLMUsageRollupDay
 
 # A custom price rule for a model genai-prices does not know (USD per million tokens).
-ACME_RULE = {"pattern": "acme-llm-.*", "provider": None, "start_date": "2026-01-01",
-             "input_per_mtok": "1.00", "cached_input_per_mtok": "0.10",
-             "cache_write_per_mtok": "1.25", "output_per_mtok": "2.00"}
+ACME_RULE = {
+    "pattern": "acme-llm-.*",
+    "provider": None,
+    "start_date": "2026-01-01",
+    "input_per_mtok": "1.00",
+    "cached_input_per_mtok": "0.10",
+    "cache_write_per_mtok": "1.25",
+    "output_per_mtok": "2.00",
+}
 
 # Werkzeug's description of a 500, the JSON error of an unhandled exception.
-INTERNAL_ERROR = ("The server encountered an internal error and was unable to complete your "
-                  "request. Either the server is overloaded or there is an error in the "
-                  "application.")
+INTERNAL_ERROR = (
+    "The server encountered an internal error and was unable to complete your "
+    "request. Either the server is overloaded or there is an error in the "
+    "application."
+)
 
 
 def utc(*args: int) -> datetime:
@@ -75,9 +83,14 @@ def bundled_prices(at: datetime) -> Iterator[tuple[Any, Any, ModelPrice]]:
     (one, or one per constraint) and its flex-tier and batch prices at ``at``."""
     for provider in providers:
         for model in provider.models:
-            prices = ([model.prices] if isinstance(model.prices, ModelPrice)
-                      else [c.prices for c in model.prices])
-            prices += [model.get_prices(at, {"service_tier": "flex"}),
-                       model.get_prices(at, {"processing": "batch"})]
+            prices = (
+                [model.prices]
+                if isinstance(model.prices, ModelPrice)
+                else [c.prices for c in model.prices]
+            )
+            prices += [
+                model.get_prices(at, {"service_tier": "flex"}),
+                model.get_prices(at, {"processing": "batch"}),
+            ]
             for mp in prices:
                 yield provider, model, mp

@@ -13,8 +13,15 @@ AZURE_DEPLOYMENT = "prod-4o"
 AZURE_API_VERSION = "2024-12-01-preview"
 # Variables the SDKs or get_llm_service read on their own; a developer's shell must not
 # leak into the tests.
-_OTHER_ENV = ("OPENAI_API_BASE", "OPENAI_ORG_ID", "OPENAI_API_VERSION", "AZURE_OPENAI_AD_TOKEN",
-              "GOOGLE_GENAI_USE_VERTEXAI", "GOOGLE_CLOUD_PROJECT", "LANGSMITH_GATEWAY")
+_OTHER_ENV = (
+    "OPENAI_API_BASE",
+    "OPENAI_ORG_ID",
+    "OPENAI_API_VERSION",
+    "AZURE_OPENAI_AD_TOKEN",
+    "GOOGLE_GENAI_USE_VERTEXAI",
+    "GOOGLE_CLOUD_PROJECT",
+    "LANGSMITH_GATEWAY",
+)
 
 
 def clear_llm_env(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -35,9 +42,14 @@ def provider_config(provider: str, base_url: str, **settings: Any) -> dict[str, 
         section = {"api_key": "sk-test", "base_url": base_url + "/v1", "max_retries": 0}
         name = "OPENAI_CONFIG"
     elif provider == "azure_openai":
-        section = {"api_key": "azure-key", "api_base": base_url,
-                   "deployment": AZURE_DEPLOYMENT, "api_version": AZURE_API_VERSION,
-                   "model": "gpt-4o", "max_retries": 0}
+        section = {
+            "api_key": "azure-key",
+            "api_base": base_url,
+            "deployment": AZURE_DEPLOYMENT,
+            "api_version": AZURE_API_VERSION,
+            "model": "gpt-4o",
+            "max_retries": 0,
+        }
         name = "AZURE_OPENAI_CONFIG"
     else:
         section = {"api_key": "gemini-key", "base_url": base_url, "max_retries": 0}

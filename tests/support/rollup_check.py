@@ -32,18 +32,23 @@ def stored_rollups(level: Level = QUARTER) -> dict[tuple[Any, ...], dict[str, An
     """A rollup table: key -> sums (call inside an app context)."""
     flush()
     rows = db.session.execute(select(level.model)).scalars().all()
-    return {tuple(getattr(r, k) for k in KEY_COLUMNS): {s: getattr(r, s) for s in SUM_COLUMNS}
-            for r in rows}
+    return {
+        tuple(getattr(r, k) for k in KEY_COLUMNS): {s: getattr(r, s) for s in SUM_COLUMNS}
+        for r in rows
+    }
 
 
 def expected_rollups(level: Level = QUARTER) -> dict[tuple[Any, ...], dict[str, Any]]:
     """The rollups of ``level`` computed in Python from every raw row."""
     flush()
     result: dict[tuple[Any, ...], dict[str, Any]] = defaultdict(
-        lambda: {s: Decimal(0) if s in MONEY_COLUMNS else 0 for s in SUM_COLUMNS})
+        lambda: {s: Decimal(0) if s in MONEY_COLUMNS else 0 for s in SUM_COLUMNS}
+    )
     for row in db.session.execute(select(LLMUsage)).scalars():
-        values = {c: getattr(row, c) for c in ("created_at", "model", "provider", "user_id",
-                                                "node_name", "success")}
+        values = {
+            c: getattr(row, c)
+            for c in ("created_at", "model", "provider", "user_id", "node_name", "success")
+        }
         key = next(k for k in rollup_keys(values) if k[0] == level.name)
         sums = result[key[1:]]
         sums["calls"] += 1
@@ -57,19 +62,21 @@ def expected_rollups(level: Level = QUARTER) -> dict[tuple[Any, ...], dict[str, 
 
 def record_many(database_url: str, spool: str, worker: int, calls: int) -> None:
     """A writer process: ``calls`` rows through record_usage, keys shared with the others."""
+    import os
     from datetime import UTC, datetime, timedelta
 
     from admin_app import create_app
     from llm_tracker import record_usage
 
-    import os
-
-    app = create_app({"SQLALCHEMY_DATABASE_URI": database_url,
-                      "LLM_TRACKER_SPOOL_PATH": spool,
-                      "LLM_TRACKER_INSTANCE_PATH": os.path.dirname(spool)})
+    app = create_app(
+        {
+            "SQLALCHEMY_DATABASE_URI": database_url,
+            "LLM_TRACKER_SPOOL_PATH": spool,
+            "LLM_TRACKER_INSTANCE_PATH": os.path.dirname(spool),
+        }
+    )
     with app.app_context():
-        write_rows(worker, calls, record_usage, datetime(2026, 3, 1, 10, tzinfo=UTC),
-                   timedelta)
+        write_rows(worker, calls, record_usage, datetime(2026, 3, 1, 10, tzinfo=UTC), timedelta)
         flush()
         db.engine.dispose()
 
@@ -77,8 +84,13 @@ def record_many(database_url: str, spool: str, worker: int, calls: int) -> None:
 def write_rows(worker: int, calls: int, record_usage, start, timedelta) -> None:
     """The rows writer ``worker`` records: few keys, so writers upsert the same rollup rows."""
     for i in range(calls):
-        record_usage(("gpt-4o-mini", "acme-llm-7")[i % 2], prompt_tokens=100 + i,
-                     completion_tokens=worker, user_id=(None, 1)[i % 2 == 0 and worker % 2],
-                     provider=(None, "openai")[i % 2 == 0],
-                     success=i % 7 != 0, created_at=start + timedelta(minutes=i % 20),
-                     node_name=f"n{i % 2}")
+        record_usage(
+            ("gpt-4o-mini", "acme-llm-7")[i % 2],
+            prompt_tokens=100 + i,
+            completion_tokens=worker,
+            user_id=(None, 1)[i % 2 == 0 and worker % 2],
+            provider=(None, "openai")[i % 2 == 0],
+            success=i % 7 != 0,
+            created_at=start + timedelta(minutes=i % 20),
+            node_name=f"n{i % 2}",
+        )

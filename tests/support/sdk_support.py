@@ -38,43 +38,57 @@ def openai_model(fake: FakeProviderServer, model: str = "gpt-4o-mini", **kw: Any
     return ChatOpenAI(model=model, base_url=fake.base_url + "/v1", api_key="sk-test", **kw)
 
 
-def azure_model(fake: FakeProviderServer, deployment: str = "gpt-4o",
-                **kw: Any) -> AzureChatOpenAI:
-    return AzureChatOpenAI(azure_endpoint=fake.base_url, azure_deployment=deployment,
-                           api_version=AZURE_API_VERSION, api_key="azure-key",
-                           **{"max_retries": 0, "timeout": _timeout(), **kw})
+def azure_model(fake: FakeProviderServer, deployment: str = "gpt-4o", **kw: Any) -> AzureChatOpenAI:
+    return AzureChatOpenAI(
+        azure_endpoint=fake.base_url,
+        azure_deployment=deployment,
+        api_version=AZURE_API_VERSION,
+        api_key="azure-key",
+        **{"max_retries": 0, "timeout": _timeout(), **kw},
+    )
 
 
-def gemini_model(fake: FakeProviderServer, model: str = "gemini-2.5-flash",
-                 **kw: Any) -> ChatGoogleGenerativeAI:
+def gemini_model(
+    fake: FakeProviderServer, model: str = "gemini-2.5-flash", **kw: Any
+) -> ChatGoogleGenerativeAI:
     # max_retries=1 means "no retry" in google-genai (0 means its default of 5 attempts).
-    return ChatGoogleGenerativeAI(model=model, base_url=fake.base_url, google_api_key="g-key",
-                                  **{"max_retries": 1, **kw})
+    return ChatGoogleGenerativeAI(
+        model=model, base_url=fake.base_url, google_api_key="g-key", **{"max_retries": 1, **kw}
+    )
 
 
-def anthropic_model(fake: FakeProviderServer, model: str = "claude-sonnet-4-5",
-                    **kw: Any) -> ChatAnthropic:
+def anthropic_model(
+    fake: FakeProviderServer, model: str = "claude-sonnet-4-5", **kw: Any
+) -> ChatAnthropic:
     # Sync calls only: langchain-anthropic caches one async httpx client per (base URL,
     # float timeout), and its pooled connections belong to the first test's event loop.
-    return ChatAnthropic(model=model, base_url=fake.base_url, api_key="a-key",
-                         **{"max_retries": 0, **kw})
+    return ChatAnthropic(
+        model=model, base_url=fake.base_url, api_key="a-key", **{"max_retries": 0, **kw}
+    )
 
 
-def anthropic_llm(fake: FakeProviderServer, model: str = "claude-sonnet-4-5",
-                  **kw: Any) -> AnthropicLLM:
+def anthropic_llm(
+    fake: FakeProviderServer, model: str = "claude-sonnet-4-5", **kw: Any
+) -> AnthropicLLM:
     """langchain-anthropic's plain LLM (one Messages request per prompt; drops usage)."""
     with warnings.catch_warnings():
         # Deprecated for ChatAnthropic, still shipped: the one plain LLM of the package.
         warnings.simplefilter("ignore", LangChainDeprecationWarning)
-        return AnthropicLLM(model=model, base_url=fake.base_url, api_key="a-key",
-                            **{"max_retries": 0, **kw})
+        return AnthropicLLM(
+            model=model, base_url=fake.base_url, api_key="a-key", **{"max_retries": 0, **kw}
+        )
 
 
-def completions_llm(fake: FakeProviderServer, model: str = "gpt-3.5-turbo-instruct",
-                    **kw: Any) -> OpenAI:
+def completions_llm(
+    fake: FakeProviderServer, model: str = "gpt-3.5-turbo-instruct", **kw: Any
+) -> OpenAI:
     """langchain-openai's plain LLM on the legacy completions API."""
-    return OpenAI(model=model, base_url=fake.base_url + "/v1", api_key="sk-test",
-                  **{"max_retries": 0, "timeout": _timeout(), **kw})
+    return OpenAI(
+        model=model,
+        base_url=fake.base_url + "/v1",
+        api_key="sk-test",
+        **{"max_retries": 0, "timeout": _timeout(), **kw},
+    )
 
 
 @dataclass(frozen=True)
@@ -131,5 +145,11 @@ def only_row(app: Flask) -> LLMUsage:
 
 def tokens(row: LLMUsage) -> tuple[int, int, int, int, int, int]:
     """(prompt, completion, total, cached, reasoning, cache_write) of a row."""
-    return (row.prompt_tokens, row.completion_tokens, row.total_tokens, row.cached_tokens,
-            row.reasoning_tokens, row.cache_write_tokens)
+    return (
+        row.prompt_tokens,
+        row.completion_tokens,
+        row.total_tokens,
+        row.cached_tokens,
+        row.reasoning_tokens,
+        row.cache_write_tokens,
+    )
