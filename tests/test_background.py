@@ -199,6 +199,9 @@ def test_kill_9_loses_nothing_recorded_and_the_next_start_writes_it_once(
     finally:
         if child.poll() is None:
             child.kill()
+            child.wait(timeout=30)
+        child.stdin.close()
+        child.stdout.close()
     assert _counts(app) == (0, 0, 0)
     assert _journal_rows(app) == 300
     [orphan] = orphan_journals(app)
