@@ -65,7 +65,8 @@ def record_usage(
 ) -> LLMUsage:
     """Record one usage row, priced at its ``created_at``; returns the row.
 
-    In background mode (``LLM_TRACKER_WRITE_MODE``, the default) the row is appended to this
+    In background mode (``LLM_TRACKER_WRITE_MODE = "background"``; the default is still
+    ``"sync"``) the row is appended to this
     process's journal and committed by the writer thread within
     ``LLM_TRACKER_FLUSH_INTERVAL_MS`` (``flush()`` waits for it). In sync mode it is written
     in its own short transaction. Either way, a row the database cannot take goes (with its
