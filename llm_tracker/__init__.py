@@ -7,7 +7,7 @@ import os
 from flask import Flask
 from sqlalchemy import event
 
-from .database import db
+from .database import db, sqlite_pragmas
 from .handler import UsageHandler, track_usage
 from .models import LLMUsage, User
 from .recording import get_spool, record_usage
@@ -47,7 +47,7 @@ def init_app(app: Flask) -> None:
         "LLM_TRACKER_SPOOL_PATH",
         os.path.join(app.config["LLM_TRACKER_INSTANCE_PATH"], "llm_tracker_spool.jsonl"),
     )
-    app.config.setdefault("LLM_TRACKER_WRITE_MODE", "sync")
+    app.config.setdefault("LLM_TRACKER_WRITE_MODE", "background")
     app.config.setdefault("LLM_TRACKER_FLUSH_INTERVAL_MS", 100)
     app.config.setdefault("LLM_TRACKER_BATCH_SIZE", 500)
     app.config.setdefault("LLM_TRACKER_JOURNAL_FSYNC", False)
@@ -70,16 +70,6 @@ def init_app(app: Flask) -> None:
     with app.app_context():
         if db.engine.dialect.name == "sqlite":
             busy_ms = int(app.config["LLM_TRACKER_SQLITE_BUSY_TIMEOUT_MS"])
-            event.listen(db.engine, "connect", lambda conn, _record: _sqlite_pragmas(conn, busy_ms))
+            event.listen(db.engine, "connect", lambda conn, _record: sqlite_pragmas(conn, busy_ms))
     register_commands(app)
     app.extensions["llm_tracker"] = True
-
-
-def _sqlite_pragmas(dbapi_conn, busy_ms: int) -> None:
-    # WAL lets the dashboard read while writers insert; busy_timeout makes concurrent
-    # writers wait for the lock instead of failing.
-    cur = dbapi_conn.cursor()
-    cur.execute("PRAGMA journal_mode=WAL")
-    cur.execute("PRAGMA synchronous=NORMAL")
-    cur.execute(f"PRAGMA busy_timeout={busy_ms}")
-    cur.close()

@@ -116,3 +116,14 @@ class Money(TypeDecorator):
                 return Decimal(repr(value)).scaleb(-MONEY_SCALE)
             return Decimal(value).scaleb(-MONEY_SCALE)
         return value if isinstance(value, Decimal) else Decimal(str(value))
+
+
+def sqlite_pragmas(dbapi_conn: Any, busy_ms: int) -> None:
+    """Set up a new SQLite connection: WAL, and a busy timeout of ``busy_ms``."""
+    # WAL lets the dashboard read while writers insert; busy_timeout makes concurrent
+    # writers wait for the lock instead of failing.
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA synchronous=NORMAL")
+    cur.execute(f"PRAGMA busy_timeout={busy_ms}")
+    cur.close()

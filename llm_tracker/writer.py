@@ -30,14 +30,14 @@ import threading
 import time
 import uuid
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from typing import IO, Any
 
 from flask import Flask
-from sqlalchemy import Engine, create_engine
-from sqlalchemy.engine import make_url
+from sqlalchemy import Connection, Engine, create_engine, event
 
-from .database import db
+from .database import db, sqlite_pragmas
 from .recording import (
     Spool,
     encode_row,
@@ -96,9 +96,11 @@ class BackgroundWriter:
         self.interval = max(int(config.get("LLM_TRACKER_FLUSH_INTERVAL_MS", 100)), 1) / 1000
         self.batch_size = max(int(config.get("LLM_TRACKER_BATCH_SIZE", 500)), 1)
         self.fsync = bool(config.get("LLM_TRACKER_JOURNAL_FSYNC", False))
+        self.timeout_s = float(config.get("LLM_TRACKER_WRITER_TIMEOUT_S", 10))
         self.directory = journal_dir(app)
         self._cond = threading.Condition()
-        self._queue: deque[tuple[int, dict[str, Any]]] = deque()
+        # (sequence number, row, its journal line): the line is the PostgreSQL insert's too.
+        self._queue: deque[tuple[int, Mapping[str, Any], str]] = deque()
         self._segments: list[_Segment] = []
         self._recorded = 0  # rows recorded (the sequence number of the last one)
         self._done = 0  # every row up to this sequence number is committed or kept
@@ -113,17 +115,17 @@ class BackgroundWriter:
 
     def record(self, values: Mapping[str, Any]) -> None:
         """Journal one row (durable once this returns) and queue it for the writer."""
-        line = encode_row(values) + "\n"
+        line = encode_row(values)
         with self._cond:
             segment = self._segment()
-            segment.file.write(line)
+            segment.file.write(line + "\n")
             segment.file.flush()
             if self.fsync:
                 os.fsync(segment.file.fileno())
             self._recorded += 1
             segment.rows += 1
             segment.last_seq = self._recorded
-            self._queue.append((self._recorded, dict(values)))
+            self._queue.append((self._recorded, values, line))
             if len(self._queue) >= self.batch_size:
                 self._cond.notify_all()
             if self._thread is None:
@@ -198,32 +200,37 @@ class BackgroundWriter:
                 except Exception:  # never let the thread die with rows waiting
                     logger.exception("llm_tracker: the writer failed on a batch")
 
-    def _next_batch(self) -> list[tuple[int, dict[str, Any]]] | None:
+    def _next_batch(self) -> list[tuple[int, Mapping[str, Any], str]] | None:
         with self._cond:
             waited_since = time.monotonic()
             while True:
                 if self._closing and not self._queue:
                     return None
-                wait = (self._backoff or self.interval) - (time.monotonic() - waited_since)
-                ready = self._queue and (
-                    len(self._queue) >= self.batch_size
-                    or wait <= 0
-                    or (self._flushing and not self._backoff)
-                )
-                if ready:
-                    break
                 if self._flushing and self._backoff:
-                    # A flush does not wait out a back-off: try again now.
-                    self._backoff = 0.0
-                    continue
+                    self._backoff = 0.0  # a flush does not wait out a back-off: try now
+                waited = time.monotonic() - waited_since
+                if self._backoff:
+                    # However full the queue: the database is down, and hammering it helps no one.
+                    wait = self._backoff - waited
+                    ready = wait <= 0
+                else:
+                    wait = self.interval - waited
+                    ready = (
+                        wait <= 0
+                        or len(self._queue) >= self.batch_size
+                        or bool(self._flushing)
+                        or self._closing
+                    )
+                if ready and self._queue:
+                    break
                 self._cond.wait(max(wait, 0.001) if self._queue else None)
             return [self._queue.popleft() for _ in range(min(self.batch_size, len(self._queue)))]
 
-    def _write(self, batch: list[tuple[int, dict[str, Any]]]) -> None:
-        rows = [values for _seq, values in batch]
+    def _write(self, batch: list[tuple[int, Mapping[str, Any], str]]) -> None:
+        rows = [values for _seq, values, _line in batch]
         written = 0
         try:
-            written = self._commit(rows)
+            written = self._commit(rows, [line for _seq, _values, line in batch])
             self._backoff = 0.0
         except Exception as exc:
             # An outage (_commit isolates data errors itself): the batch is kept in the spool
@@ -231,6 +238,8 @@ class BackgroundWriter:
             # memory stays flat however long the outage lasts.
             keep_rows(self.app, rows, exc)
             self._backoff = min(max(self._backoff * 2, 0.1), _MAX_BACKOFF_S)
+            if self._engine is not None and self._engine is not db.engine:
+                self._engine.dispose()  # the next try connects afresh, within connect_timeout
         else:
             if os.path.exists(get_spool(self.app).path):
                 try:
@@ -243,12 +252,13 @@ class BackgroundWriter:
             self._retire_segments()
             self._cond.notify_all()
 
-    def _commit(self, rows: list[dict[str, Any]]) -> int:
+    def _commit(self, rows: list[Mapping[str, Any]], lines: list[str]) -> int:
         # One transaction; a batch the database refuses for its data is split until the
         # refused row stands alone, which is dead-lettered. Outages propagate.
         try:
-            with self.engine().begin() as conn:
-                return insert_rows(conn, rows)
+            with self.engine().connect() as conn, _deadline(conn, self.timeout_s):
+                with conn.begin():
+                    return insert_rows(conn, rows, lines)
         except Exception as exc:
             if is_outage(exc):
                 raise
@@ -256,7 +266,7 @@ class BackgroundWriter:
                 keep_rows(self.app, rows, exc)
                 return 0
             half = len(rows) // 2
-            return self._commit(rows[:half]) + self._commit(rows[half:])
+            return self._commit(rows[:half], lines[:half]) + self._commit(rows[half:], lines[half:])
 
     def _replay_spool(self) -> None:
         result = get_spool(self.app).replay(engine=self.engine())
@@ -286,30 +296,62 @@ class BackgroundWriter:
 
 
 def writer_engine(app: Flask) -> Engine:
-    """An engine on ``app``'s database URL with the writer's timeouts."""
-    url = make_url(app.config["SQLALCHEMY_DATABASE_URI"])
+    """An engine on ``app``'s database with the writer's timeouts."""
+    url = db.engine.url  # as Flask-SQLAlchemy resolved it (a relative SQLite path...)
     timeout_s = float(app.config.get("LLM_TRACKER_WRITER_TIMEOUT_S", 10))
+    ms = int(timeout_s * 1000)
     if url.get_backend_name() == "postgresql":
-        ms = int(timeout_s * 1000)
         options = " ".join(
-            filter(
-                None,
-                [
-                    url.query.get("options"),  # type: ignore[list-item]
-                    f"-c statement_timeout={ms}",
-                ],
-            )
+            filter(None, [url.query.get("options"), f"-c statement_timeout={ms}"])  # type: ignore[list-item]
         )
-        url = url.update_query_dict({"options": options})
         return create_engine(
-            url,
+            url.update_query_dict({"options": options}),
             pool_size=1,
             max_overflow=1,
-            pool_pre_ping=True,
-            connect_args={"connect_timeout": max(int(timeout_s), 1), "tcp_user_timeout": ms},
+            # No pre-ping: a ping to a stalled server would wait outside _deadline. A
+            # connection that died fails its batch, which disposes of the pool.
+            connect_args={"connect_timeout": max(round(timeout_s), 1), "tcp_user_timeout": ms},
         )
-    # SQLite: the app's engine already applies WAL and a busy timeout to each connection.
-    return db.engine
+    if url.database in (None, "", ":memory:"):
+        return db.engine  # an in-memory database exists only on the app's own connection
+    # SQLite: a lock held by another process keeps the writer at most its timeout (the
+    # app's busy timeout when shorter), then the batch is spooled.
+    busy_ms = min(ms, int(app.config.get("LLM_TRACKER_SQLITE_BUSY_TIMEOUT_MS", ms)))
+    engine = create_engine(url)
+    event.listen(engine, "connect", lambda conn, _record: sqlite_pragmas(conn, busy_ms))
+    return engine
+
+
+@contextmanager
+def _deadline(conn: Connection, timeout_s: float) -> Iterator[None]:
+    """Shut the connection's socket down if the block outlasts ``timeout_s``.
+
+    ``statement_timeout`` needs a server that answers and ``tcp_user_timeout`` a peer that
+    stops acknowledging; a stalled server or pooler that acknowledges and never replies
+    would hold the writer forever. A shut-down socket makes the driver's wait fail at once.
+    """
+    dbapi = conn.connection.driver_connection
+    pgconn = getattr(dbapi, "pgconn", None)
+    if pgconn is None:  # SQLite: its busy timeout bounds every wait
+        yield
+        return
+    sock = socket.socket(fileno=os.dup(pgconn.socket))  # ours to close, whatever happens
+    timer = threading.Timer(timeout_s, _shut_down, (sock,))
+    timer.daemon = True
+    timer.start()
+    try:
+        yield
+    finally:
+        timer.cancel()
+        sock.close()
+
+
+def _shut_down(sock: socket.socket) -> None:
+    logger.warning("llm_tracker: the database did not answer the writer in time; giving up")
+    try:
+        sock.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass
 
 
 def replay_orphans(app: Flask) -> int:

@@ -141,6 +141,52 @@ def test_outage_spools_the_batch_and_the_writer_replays_it_when_back(
         assert _counts(app) == (22, 22, 1 + sum(100 + i for i in range(20)) + 5)
 
 
+def test_a_stalled_database_holds_the_writer_for_its_timeout_and_no_caller(
+    make_app, database_url, tmp_path
+):
+    from support.db_faults import stall
+
+    with stall(
+        make_app,
+        database_url,
+        LLM_TRACKER_WRITE_MODE="background",
+        LLM_TRACKER_INSTANCE_PATH=str(tmp_path),
+        LLM_TRACKER_WRITER_TIMEOUT_S=1,
+        LLM_TRACKER_FLUSH_INTERVAL_MS=20,
+    ) as (app, pause, resume):
+        with app.app_context():
+            record_usage("gpt-4o-mini", 1, 1, run_id="before")
+            assert flush() == 1
+        pause()
+        try:
+
+            def call(worker: int) -> None:
+                with app.app_context():
+                    for i in range(25):
+                        record_usage("gpt-4o-mini", 1000 * worker + i, 1, run_id=f"w{worker}-{i}")
+
+            threads = [threading.Thread(target=call, args=(w,)) for w in range(8)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join(timeout=60)
+            # Every caller returned while the database was still stalled.
+            assert not any(t.is_alive() for t in threads)
+            # The writer gave up on each try after its 1 s timeout and spooled the rows.
+            with app.app_context():
+                assert flush(timeout=60) == 0
+                assert writer_for(app).pending() == 0
+                assert len(get_spool().rows()) == 200
+        finally:
+            resume()
+        with app.app_context():
+            record_usage("gpt-4o-mini", 5, 1, run_id="after")
+            flush()
+            assert get_spool().rows() == []
+        expected = 1 + sum(1000 * w + i for w in range(8) for i in range(25)) + 5
+        assert _counts(app) == (202, 202, expected)
+
+
 def test_a_row_the_database_refuses_is_dead_lettered_and_the_batch_written(
     make_app, database_url, tmp_path
 ):

@@ -1,5 +1,5 @@
-"""Database faults for tests: an outage a test cuts and restores, and a database that
-refuses the rows of one model (a data error, not an outage)."""
+"""Database faults for tests: an outage a test cuts and restores, a stall it pauses and
+resumes, and a database that refuses the rows of one model (a data error, not an outage)."""
 
 from __future__ import annotations
 
@@ -46,6 +46,38 @@ def outage(make_app, database_url, **config):
                 proxy.start,
             )
         finally:
+            proxy.stop()
+
+
+@contextmanager
+def stall(make_app, database_url, **config):
+    """An app whose database can stall (``stall()``) and answer again (``resume()``): on
+    PostgreSQL a proxy that stops forwarding; on SQLite another process holding the write
+    lock (with the app's busy timeout left at its 30 s default)."""
+    url = make_url(database_url)
+    if url.get_backend_name() == "sqlite":
+        app = make_app(**config)
+        blocker = sqlite3.connect(url.database, isolation_level=None)
+        try:
+            yield (
+                app,
+                lambda: blocker.execute("BEGIN EXCLUSIVE"),
+                lambda: blocker.execute("COMMIT"),
+            )
+        finally:
+            blocker.close()
+    else:
+        proxy = TCPProxy(url.host or "127.0.0.1", url.port or 5432)
+        proxy.start()
+        proxied = url.set(host="127.0.0.1", port=proxy.port)
+        try:
+            yield (
+                make_app(SQLALCHEMY_DATABASE_URI=proxied.render_as_string(False), **config),
+                proxy.pause,
+                proxy.resume,
+            )
+        finally:
+            proxy.resume()
             proxy.stop()
 
 

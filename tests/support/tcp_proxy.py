@@ -1,4 +1,5 @@
-"""A TCP forwarder on 127.0.0.1 that a test can cut and restore: a database going away."""
+"""A TCP forwarder on 127.0.0.1 that a test can cut and restore (a database going away) or
+pause and resume (a database that stalls)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,9 @@ import threading
 
 
 class TCPProxy:
-    """Forwards 127.0.0.1:<port> to a target; ``stop()`` drops every connection."""
+    """Forwards 127.0.0.1:<port> to a target; ``stop()`` drops every connection, ``pause()``
+    keeps them (and accepts new ones) but forwards no byte until ``resume()``: the client's
+    kernel sees its bytes acknowledged and no reply, as with a hung server or pooler."""
 
     def __init__(self, target_host: str, target_port: int) -> None:
         self.target = (target_host, target_port)
@@ -18,6 +21,14 @@ class TCPProxy:
         self._listener: socket.socket | None = None
         self._conns: list[socket.socket] = []
         self._lock = threading.Lock()
+        self._forwarding = threading.Event()
+        self._forwarding.set()
+
+    def pause(self) -> None:
+        self._forwarding.clear()
+
+    def resume(self) -> None:
+        self._forwarding.set()
 
     def start(self) -> None:
         listener = socket.socket()
@@ -56,10 +67,10 @@ class TCPProxy:
             for a, b in ((client, upstream), (upstream, client)):
                 threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
 
-    @staticmethod
-    def _pipe(src: socket.socket, dst: socket.socket) -> None:
+    def _pipe(self, src: socket.socket, dst: socket.socket) -> None:
         try:
             while data := src.recv(65536):
+                self._forwarding.wait()
                 dst.sendall(data)
         except OSError:
             pass
