@@ -11,11 +11,13 @@ import pytest
 from conftest import USER_PASSWORD
 from support.helpers import utc
 
-from llm_tracker import llm_usage, record_usage
+from llm_tracker import flush, llm_usage, record_usage
 from llm_tracker.llm_usage import CSV_COLUMNS
 
 EXPORT = "/api/v1/admin/llm-usage/export.csv"
 USAGE = "/api/v1/admin/llm-usage/"
+
+pytestmark = pytest.mark.contract
 
 
 @pytest.fixture
@@ -46,6 +48,7 @@ def rows(app, admin_user, regular_user):
             ),
             record_usage("gpt-4o-mini", 20, 0, user_id=99, created_at=utc(2026, 1, 12, 0, 0)),
         ]
+        flush()
     return [str(row.id) for row in made]
 
 

@@ -9,7 +9,7 @@ from sqlalchemy import select, update
 from support.helpers import ACME_RULE, run_cli
 
 import llm_tracker.cli as cli
-from llm_tracker import LLMUsage, db, record_usage
+from llm_tracker import LLMUsage, db, flush, record_usage
 from llm_tracker.pricing import GENAI_PRICES_VERSION
 from llm_tracker.reprice import reprice
 
@@ -43,6 +43,7 @@ def seed(app) -> None:
         legacy = record_usage(
             "gpt-4o-mini", provider="openai", prompt_tokens=2020, created_at=at(5)
         )
+        flush()  # committed, so the update below finds the row
         with db.engine.begin() as conn:  # as the cost migration leaves older rows
             conn.execute(
                 update(LLMUsage)
@@ -118,6 +119,7 @@ def test_a_fixed_rule_reprices_priced_rows(make_app):
     first = make_app(LLM_TRACKER_CUSTOM_PRICES=[{**ACME_RULE, "output_per_mtok": "20"}])
     with first.app_context():
         record_usage("acme-llm-7", prompt_tokens=1000, completion_tokens=1000, created_at=at(1))
+        flush()
     fixed = make_app(LLM_TRACKER_CUSTOM_PRICES=[ACME_RULE])
     out = run_cli(fixed, "reprice", "--since", "2026-02-01", "--until", "2026-02-01")
     assert out.splitlines()[1:4] == [
@@ -132,6 +134,7 @@ def test_a_dropped_rule_leaves_rows_unpriced_and_says_so(make_app):
     first = make_app(LLM_TRACKER_CUSTOM_PRICES=[ACME_RULE])
     with first.app_context():
         record_usage("acme-llm-7", prompt_tokens=1000, completion_tokens=1000, created_at=at(1))
+        flush()
     out = run_cli(make_app(), "reprice", "--since", "2026-02-01", "--until", "2026-02-01")
     assert out.splitlines()[1:] == [
         "rows changed: 1",
@@ -152,6 +155,7 @@ def test_range_bounds(make_app):
             datetime(2026, 3, 1, 0, 0, tzinfo=UTC),
         ):
             record_usage("acme-llm-7", prompt_tokens=1_000_000, created_at=when)
+        flush()
     app = make_app(LLM_TRACKER_CUSTOM_PRICES=[ACME_RULE])
     # --until DATE includes that whole (UTC) day.
     out = run_cli(app, "reprice", "--since", "2026-02-01", "--until", "2026-02-28")
@@ -187,6 +191,7 @@ def test_batches_walk_every_row_once(make_app):
         # Three rows share one created_at: the (created_at, id) key still splits them.
         for when in (at(1), at(1), at(1), at(2), at(3)):
             record_usage("acme-llm-7", prompt_tokens=1_000_000, created_at=when)
+        flush()
     app = make_app(LLM_TRACKER_CUSTOM_PRICES=[ACME_RULE])
     batches: list[int] = []
     with app.app_context():
@@ -201,6 +206,7 @@ def test_progress_bar_on_large_ranges(make_app, monkeypatch):
     with plain.app_context():
         for day in (1, 2, 3):
             record_usage("acme-llm-7", prompt_tokens=1_000_000, created_at=at(day))
+        flush()
     app = make_app(LLM_TRACKER_CUSTOM_PRICES=[ACME_RULE])
     monkeypatch.setattr(cli, "PROGRESS_MIN_ROWS", 2)
     result = app.test_cli_runner().invoke(

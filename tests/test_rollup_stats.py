@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from support.helpers import captured_statements, clear_usage, utc
 
-from llm_tracker import record_usage
+from llm_tracker import flush, record_usage
 from llm_tracker.llm_usage_stats import (
     get_stats_by_model,
     get_summary_stats,
@@ -132,6 +132,7 @@ def test_rollup_stats_equal_raw_scan(app, base, data, asked):
                 success=r["success"],
                 created_at=_instant(base, r),
             )
+        flush()
         for q in asked:
             if q["end"] is None and q["granularity"] == "day":
                 # Without an end a series runs to now: keep hourly ones small.
@@ -150,6 +151,7 @@ def seed() -> None:
     record_usage("acme-x", 30, 3, created_at=utc(2026, 1, 10, 10, 7))  # unpriced
     record_usage("gpt-4o", 400, 40, success=False, created_at=utc(2026, 1, 10, 10, 20))
     record_usage("gpt-4o-mini", 5, 5, user_id=2, created_at=utc(2026, 1, 10, 11, 59, 59))
+    flush()
 
 
 def test_ragged_start_reads_raw_rows_for_the_edge(app_ctx):
@@ -202,6 +204,7 @@ def test_series_across_dst_and_quarter_hour_zones(app_ctx, tz):
             user_id=(None, 1)[i % 2],
             created_at=start + timedelta(minutes=i, seconds=i % 60),
         )
+    flush()
     for granularity, lo, hi in (
         ("day", "2026-03-08", "2026-03-08"),
         ("month", "2026-03-07T05:10:00", "2026-03-09T19:22:00"),

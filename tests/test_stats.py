@@ -1,4 +1,8 @@
-"""llm_usage_stats: summary, by model, time series (time zones, DST) on SQLite and PostgreSQL."""
+"""llm_usage_stats: summary, by model, time series (time zones, DST) on SQLite and PostgreSQL.
+
+``add`` records in the app's write mode (background by default); each test calls ``flush()``
+once it has recorded what it reads (``seed_rows`` does).
+"""
 
 from __future__ import annotations
 
@@ -8,7 +12,7 @@ import pytest
 from support.helpers import captured_statements, utc
 from werkzeug.datastructures import MultiDict
 
-from llm_tracker import llm_usage_stats, record_usage
+from llm_tracker import flush, llm_usage_stats, record_usage
 from llm_tracker.llm_usage_stats import (
     get_stats_by_model,
     get_summary_stats,
@@ -24,6 +28,8 @@ TOKEN_KEYS = (
     "total_cached_tokens",
     "total_reasoning_tokens",
 )
+
+pytestmark = pytest.mark.contract
 
 
 def add(
@@ -62,6 +68,7 @@ def seed_rows():
     add(utc(2026, 1, 11, 0, 0), "gpt-4o-mini", 20, 0, success=False, user_id=1)
     add(utc(2026, 1, 12, 12, 0), "gpt-4o", 5, 5)
     add(utc(2026, 1, 9, 23, 59, 59), "o3-mini", 1, 2, user_id=2)
+    flush()
 
 
 def nonzero(series):
@@ -219,6 +226,7 @@ def test_by_model_filters_and_ties(app_ctx):
     ]
     add(utc(2026, 2, 1), "b-model", 7)
     add(utc(2026, 2, 1), "a-model", 7)
+    flush()
     assert [m["model"] for m in get_stats_by_model(start_date="2026-02-01")] == [
         "a-model",
         "b-model",
@@ -298,6 +306,7 @@ def test_series_shanghai_day(app_ctx):
     add(utc(2026, 1, 10, 1, 30), prompt=100)  # 09:30 local
     add(utc(2026, 1, 10, 15, 59, 59), prompt=1000)  # 23:59:59 local
     add(utc(2026, 1, 10, 16, 0), prompt=10000)  # 2026-01-11 00:00 local
+    flush()
     series = get_time_series_stats("day", "2026-01-10", "2026-01-10", tz="Asia/Shanghai")
     assert len(series) == 24
     assert series[0]["bucket"] == "2026-01-10T00:00:00+08:00"
@@ -317,6 +326,7 @@ def test_series_new_york_spring_forward_has_23_hours(app_ctx):
     add(utc(2026, 3, 8, 7, 0), prompt=10)  # 03:00 EDT: 02:00 never happened
     add(utc(2026, 3, 9, 3, 59, 59), prompt=100)  # 23:59:59 EDT
     add(utc(2026, 3, 9, 4, 0), prompt=10000)  # 2026-03-09 00:00 EDT
+    flush()
     series = get_time_series_stats("day", "2026-03-08", "2026-03-08", tz="America/New_York")
     assert len(series) == 23
     assert [b["bucket"] for b in series[:4]] == [
@@ -343,6 +353,7 @@ def test_series_new_york_fall_back_has_25_hours(app_ctx):
     add(utc(2026, 11, 1, 7, 0), prompt=1000)  # 02:00 EST
     add(utc(2026, 11, 2, 4, 59, 59), prompt=10000)  # 23:59:59 EST
     add(utc(2026, 11, 2, 5, 0), prompt=1000000)  # 2026-11-02 00:00 EST
+    flush()
     series = get_time_series_stats("day", "2026-11-01", "2026-11-01", tz="America/New_York")
     assert len(series) == 25
     assert [b["bucket"] for b in series[:4]] == [
@@ -364,6 +375,7 @@ def test_series_kathmandu_quarter_hour_offset(app_ctx):
     add(utc(2026, 1, 9, 19, 15), prompt=1000)  # 01:00
     add(utc(2026, 1, 10, 18, 14, 59), prompt=10000)  # 23:59:59
     add(utc(2026, 1, 10, 18, 15), prompt=100000)  # 2026-01-11 00:00
+    flush()
     series = get_time_series_stats("day", "2026-01-10", "2026-01-10", tz="Asia/Kathmandu")
     assert len(series) == 24
     assert series[0]["bucket"] == "2026-01-10T00:00:00+05:45"
@@ -378,6 +390,7 @@ def test_series_kolkata_half_hour_offset_month(app_ctx):
     add(utc(2025, 12, 31, 18, 30), prompt=10)  # 2026-01-01 00:00
     add(utc(2026, 1, 31, 18, 29, 59), prompt=100)  # 2026-01-31 23:59:59
     add(utc(2026, 1, 31, 18, 30), prompt=1000)  # 2026-02-01 00:00
+    flush()
     month = get_time_series_stats("month", "2026-01-01", "2026-01-31", tz="Asia/Kolkata")
     assert len(month) == 31
     assert month[0]["bucket"] == "2026-01-01T00:00:00+05:30"

@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy import select
 from support.helpers import utc
 
-from llm_tracker import LLMUsage, db, record_usage
+from llm_tracker import LLMUsage, db, flush, record_usage
 from llm_tracker.llm_usage import get_llm_usage_list
 from llm_tracker.llm_usage_stats import (
     get_stats_by_model,
@@ -23,11 +23,14 @@ from llm_tracker.pricing import format_money
 USAGE = "/api/v1/admin/llm-usage/"
 STATS = "/api/v1/admin/token-stats/"
 
+pytestmark = pytest.mark.contract
+
 
 def test_unpriced_calls_are_null_never_zero(app_ctx):
     record_usage("gpt-4o-mini", 1000, 100, provider="openai", created_at=utc(2026, 3, 1, 10))
     record_usage("acme-llm-7", 500, 50, created_at=utc(2026, 3, 1, 10, 30))
     record_usage("acme-llm-7", 500, 50, created_at=utc(2026, 3, 1, 12))
+    flush()
 
     summary = get_summary_stats()
     # Only the priced call is summed (1000 * 0.15 + 100 * 0.60 micro-USD); two are unpriced.
@@ -66,6 +69,7 @@ def test_priced_filter_finds_the_unpriced_rows(app_ctx):
     record_usage("gpt-4o-mini", 10, 1, created_at=utc(2026, 3, 1))
     record_usage("acme-llm-7", 10, 1, created_at=utc(2026, 3, 2))
     record_usage("mystery-model", 10, 1, created_at=utc(2026, 3, 3))
+    flush()
 
     unpriced = get_llm_usage_list(priced_filter="false")
     assert [r["model"] for r in unpriced["results"]] == ["mystery-model", "acme-llm-7"]
@@ -84,6 +88,7 @@ def test_priced_filter_over_the_api(app, client, auth, admin_user):
     with app.app_context():
         record_usage("gpt-4o-mini", 10, 1, created_at=utc(2026, 3, 1))
         record_usage("acme-llm-7", 10, 1, created_at=utc(2026, 3, 2))
+        flush()
     assert auth.login().status_code == 200
     data = client.get(USAGE, query_string={"priced": "false"}).get_json()
     assert (data["total"], [r["model"] for r in data["results"]]) == (1, ["acme-llm-7"])
@@ -122,6 +127,7 @@ def test_totals_equal_the_sum_of_row_costs_exactly(app_ctx):
             user_id=rng.choice([None, 1, 2]),
             created_at=start + timedelta(minutes=rng.randrange(0, 28 * 24 * 60)),
         )
+    flush()
 
     rows = db.session.execute(select(LLMUsage)).scalars().all()
     priced = [r for r in rows if r.cost_usd is not None]

@@ -7,9 +7,11 @@ from conftest import create_test_user
 from support.helpers import utc
 from werkzeug.datastructures import MultiDict
 
-from llm_tracker import record_usage
+from llm_tracker import flush, record_usage
 from llm_tracker.llm_usage import get_llm_usage_list, get_llm_usage_list_from_query
 from llm_tracker.llm_usage_stats import raw_scan
+
+pytestmark = pytest.mark.contract
 
 
 @pytest.fixture
@@ -49,6 +51,7 @@ def rows(app):
                 created_at=utc(2026, 1, 13, 9, 0),
             ),
         ]
+        flush()
     return [str(row.id) for row in made]
 
 
@@ -115,6 +118,7 @@ def test_paging(rows, app_ctx):
 def test_same_instant_rows_page_without_overlap(app_ctx):
     when = utc(2026, 2, 1, 12, 0)
     ids = [str(record_usage("m", 1, created_at=when).id) for _ in range(5)]
+    flush()
     pages = [get_llm_usage_list(page=p, page_size=2)["results"] for p in (1, 2, 3)]
     seen = [r["id"] for page in pages for r in page]
     assert seen == sorted(ids, reverse=True)
