@@ -28,6 +28,8 @@ test: $(VENV)/.installed-dev
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 	$(BIN)/python -m pytest
+	# The first release's contract tests again, in "sync" mode (the default is "background").
+	LLM_TRACKER_TEST_WRITE_MODE=sync $(BIN)/python -m pytest -m contract
 
 lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check .

@@ -8,6 +8,7 @@ import json
 import logging
 import math
 import os
+import random
 import re
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
@@ -65,12 +66,12 @@ def record_usage(
 ) -> LLMUsage:
     """Record one usage row, priced at its ``created_at``; returns the row.
 
-    In background mode (``LLM_TRACKER_WRITE_MODE = "background"``; the default is still
-    ``"sync"``) the row is appended to this
-    process's journal and committed by the writer thread within
-    ``LLM_TRACKER_FLUSH_INTERVAL_MS`` (``flush()`` waits for it). In sync mode it is written
-    in its own short transaction. Either way, a row the database cannot take goes (with its
-    cost) to the durable spool (``flask spool replay`` writes it later): never lost.
+    In background mode (``LLM_TRACKER_WRITE_MODE = "background"``, the default) the row is
+    appended to this process's journal and committed by the writer thread within
+    ``LLM_TRACKER_FLUSH_INTERVAL_MS`` (``flush()`` waits for it). In ``"sync"`` mode it is
+    written in its own short transaction. Either way, a row the database cannot take goes
+    (with its cost) to the durable spool (``flask spool replay`` writes it later): never
+    lost.
     """
     unknown = set(extra) - _EXTRA_COLUMNS
     if unknown:
@@ -111,14 +112,20 @@ def keep_row(app: Flask, values: Mapping[str, Any], exc: BaseException) -> None:
     keep_rows(app, [values], exc)
 
 
-def keep_rows(app: Flask, rows: Sequence[Mapping[str, Any]], exc: BaseException) -> None:
+def keep_rows(
+    app: Flask,
+    rows: Sequence[Mapping[str, Any]],
+    exc: BaseException,
+    lines: Sequence[str] | None = None,
+) -> None:
     """Keep rows the database did not take: spooled after an outage, dead-lettered when the
-    database refused their data (replaying them could only fail again). Logs which."""
+    database refused their data (replaying them could only fail again). Logs which.
+    ``lines`` are the rows' ``encode_row`` lines when the caller has them."""
     spool = get_spool(app)
     reason = None if is_outage(exc) else f"database refused the row: {describe_error(exc)}"
     try:
         if reason is None:
-            spool.append_many(rows)
+            spool.append_many(rows, lines)
         else:
             for values in rows:
                 spool.dead.append(values, reason=reason)
@@ -291,7 +298,10 @@ def normalise_row(values: dict[str, Any]) -> dict[str, Any]:
 
 def _uuid(value: Any) -> uuid.UUID:
     if value is None:
-        return uuid.uuid4()
+        # A version-4 UUID from the random module (reseeded from os.urandom at import and
+        # in every forked child): uuid4()'s os.urandom call releases the GIL, and on the
+        # caller's path every release can hand the GIL to the writer thread for a while.
+        return uuid.UUID(int=random.getrandbits(128), version=4)
     return value if isinstance(value, uuid.UUID) else uuid.UUID(str(value))
 
 
@@ -597,9 +607,13 @@ class Spool(_LockedFile):
         """Add one row durably; ``OSError`` when the file cannot be written."""
         self.append_many([values])
 
-    def append_many(self, rows: Sequence[Mapping[str, Any]]) -> None:
-        """Add rows durably (one fsync); ``OSError`` when the file cannot be written."""
-        self._append_lines([encode_row(values) + "\n" for values in rows])
+    def append_many(
+        self, rows: Sequence[Mapping[str, Any]], lines: Sequence[str] | None = None
+    ) -> None:
+        """Add rows durably (one fsync); ``OSError`` when the file cannot be written.
+        ``lines`` are the rows' ``encode_row`` lines when the caller has them."""
+        encoded = lines if lines is not None else [encode_row(values) for values in rows]
+        self._append_lines([line + "\n" for line in encoded])
 
     def status(self) -> SpoolStatus:
         """The rows waiting, oldest first, and how many lines are unreadable."""

@@ -228,15 +228,16 @@ class BackgroundWriter:
 
     def _write(self, batch: list[tuple[int, Mapping[str, Any], str]]) -> None:
         rows = [values for _seq, values, _line in batch]
+        lines = [line for _seq, _values, line in batch]
         written = 0
         try:
-            written = self._commit(rows, [line for _seq, _values, line in batch])
+            written = self._commit(rows, lines)
             self._backoff = 0.0
         except Exception as exc:
             # An outage (_commit isolates data errors itself): the batch is kept in the spool
             # (durable, replayed once the database answers), so the journal can advance and
             # memory stays flat however long the outage lasts.
-            keep_rows(self.app, rows, exc)
+            keep_rows(self.app, rows, exc, lines)
             self._backoff = min(max(self._backoff * 2, 0.1), _MAX_BACKOFF_S)
             if self._engine is not None and self._engine is not db.engine:
                 self._engine.dispose()  # the next try connects afresh, within connect_timeout
