@@ -13,6 +13,8 @@ from conftest import USER_PASSWORD, create_test_user
 
 from llm_tracker import User, db
 
+pytestmark = pytest.mark.contract
+
 ROOT = Path(__file__).resolve().parents[1]
 PAGES = ["/", "/usage", "/usage/0b6d3f64-3e5a-4bd4-9d59-6b4b4c1c5d5e"]
 FORBIDDEN = "admin access required (an active staff or superuser account)"

@@ -20,6 +20,8 @@ from support.sdk_support import FLAVOURS, GEMINI, OPENAI, Flavour, only_row, usa
 
 from llm_tracker import UsageHandler, track_usage
 
+pytestmark = pytest.mark.contract
+
 STATE = {
     "user_id": 42,
     "source_type": "task",

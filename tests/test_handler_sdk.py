@@ -31,6 +31,8 @@ from support.sdk_support import FLAVOURS, GEMINI, OPENAI, Flavour, cfg, only_row
 
 from llm_tracker import UsageHandler
 
+pytestmark = pytest.mark.contract
+
 
 @pytest.fixture(params=FLAVOURS, ids=[f.name for f in FLAVOURS])
 def flavour(request) -> Flavour:
