@@ -13,7 +13,7 @@ import pytest
 from sqlalchemy import func, select
 from support.db_faults import REFUSED_MODEL, outage, refuse_a_model
 
-from llm_tracker import LLMUsage, db, get_spool, record_usage
+from llm_tracker import LLMUsage, db, flush, get_spool, record_usage
 from llm_tracker.models import NO_USER
 from llm_tracker.recording import CUT_MARK
 
@@ -22,6 +22,7 @@ WHEN = datetime(2026, 3, 1, 12, tzinfo=UTC)
 
 
 def _stored() -> dict[str, LLMUsage]:
+    flush()
     return {row.run_id: row for row in db.session.execute(select(LLMUsage)).scalars()}
 
 
@@ -183,6 +184,7 @@ def test_a_row_the_database_refuses_is_dead_lettered_at_once(app_ctx, database_u
     with caplog.at_level(logging.WARNING, logger="llm_tracker"):
         record_usage(REFUSED_MODEL, 5, 1, run_id="refused-now")
         record_usage("gpt-4o-mini", 5, 1, run_id="fine")
+        flush()  # the writer's log lines too
     assert set(_stored()) == {"fine"}
     assert get_spool().rows() == []  # replay could only fail again
     [entry] = get_spool().dead.entries()
@@ -202,6 +204,7 @@ def test_database_down_and_spool_unwritable_says_so(make_app, database_url, tmp_
         cut()
         with app.app_context(), caplog.at_level(logging.WARNING, logger="llm_tracker"):
             row = record_usage("gpt-4o-mini", 7, 3, run_id="nowhere")
+            flush()  # the writer has tried, and logged, while the database is still down
         restore()
         with app.app_context():
             assert db.session.execute(select(func.count()).select_from(LLMUsage)).scalar() == 0

@@ -21,7 +21,8 @@ from sqlalchemy import func, select
 from support.helpers import ACME_RULE, bundled_prices
 
 import llm_tracker.recording as recording
-from llm_tracker import LLMUsage, UsageHandler, db, get_spool, record_usage
+import llm_tracker.writer as writer
+from llm_tracker import LLMUsage, UsageHandler, db, flush, get_spool, record_usage
 from llm_tracker.pricing import (
     CACHE_HIT_SOURCE,
     GENAI_PRICES_VERSION,
@@ -30,6 +31,8 @@ from llm_tracker.pricing import (
     price_with_model_price,
 )
 
+pytestmark = pytest.mark.contract
+
 V = GENAI_PRICES_VERSION
 
 
@@ -37,6 +40,7 @@ def record(app, model: str, **kwargs) -> LLMUsage:
     """record_usage, then the row as the database gives it back (money round trip)."""
     with app.app_context():
         returned = record_usage(model, **kwargs)
+        flush()
         stored = db.session.get(LLMUsage, returned.id)
         db.session.expunge(stored)
     for column in (
@@ -634,6 +638,7 @@ def test_sums_are_exact(app_ctx):
             cached_tokens=1 + i,
             created_at=datetime(2024, 9, 1, tzinfo=UTC),
         )
+    flush()
     costs = db.session.scalars(select(LLMUsage.cost_usd)).all()
     total = db.session.execute(select(func.sum(LLMUsage.cost_usd))).scalar_one()
     assert total == sum(costs)
@@ -644,13 +649,17 @@ def test_sums_are_exact(app_ctx):
 
 
 def test_spooled_rows_carry_their_cost(app_ctx, monkeypatch):
-    def down(conn, values):
+    def down(conn, *rows):
         raise RuntimeError("database down")
 
     at = datetime(2026, 3, 1, tzinfo=UTC)
     with monkeypatch.context() as m:
+        # Every write path down: sync mode's insert_row and the writer's batch insert.
         m.setattr(recording, "insert_row", down)
+        m.setattr(recording, "insert_rows", down)
+        m.setattr(writer, "insert_rows", down)
         returned = record_usage("gpt-4o-mini", provider="openai", prompt_tokens=1010, created_at=at)
+        flush()  # the writer has tried (and spooled the row) before the database is back
     with open(get_spool().path, encoding="utf-8") as f:
         [line] = f.readlines()
     # A legacy line (spooled before rows were priced) is priced at replay.

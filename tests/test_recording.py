@@ -5,10 +5,13 @@ from datetime import UTC, datetime, timedelta, timezone
 import pytest
 from sqlalchemy import func, select
 
-from llm_tracker import LLMUsage, User, db, record_usage
+from llm_tracker import LLMUsage, User, db, flush, record_usage
+
+pytestmark = pytest.mark.contract
 
 
 def _rows():
+    flush()
     return db.session.execute(select(LLMUsage).order_by(LLMUsage.created_at)).scalars().all()
 
 

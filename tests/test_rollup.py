@@ -14,7 +14,7 @@ from sqlalchemy import func, insert, select
 from support.helpers import utc
 from support.rollup_check import assert_rollups_match, record_many, stored_rollups, write_rows
 
-from llm_tracker import LLMUsage, db, get_spool, record_usage
+from llm_tracker import LLMUsage, db, flush, get_spool, record_usage
 from llm_tracker.models import NO_PROVIDER, NO_USER
 from llm_tracker.rollup import QUARTER
 
@@ -110,6 +110,7 @@ def test_concurrent_threads_lose_nothing(app):
         t.start()
     for t in pool:
         t.join()
+    flush()
     with app.app_context():
         assert (
             db.session.execute(select(func.count()).select_from(LLMUsage)).scalar_one()
@@ -152,6 +153,7 @@ def test_spool_replay_adds_rows_once(app, tmp_path):
     with app.app_context():
         record_usage("gpt-4o-mini", 10, 1, created_at=utc(2026, 1, 1), run_id="kept")
         record_usage("gpt-4o-mini", 20, 2, created_at=utc(2026, 1, 1, 0, 5))
+        flush()
     # As record_usage spools a row the database refused; "kept" is in both places.
     values = {
         "id": uuid.uuid4(),

@@ -33,6 +33,7 @@ def seed() -> None:
             node_name=("a", "b")[i % 4 == 0],
             created_at=utc(2026, 2, 1, 22) + timedelta(minutes=97 * i, seconds=i),
         )
+    flush()
 
 
 def test_rebuild_gives_what_record_usage_kept(app):

@@ -1,11 +1,14 @@
 """Zero loss: the database goes away in the middle of a run of calls, then comes back."""
 
+import pytest
 from langchain_core.language_models.fake_chat_models import GenericFakeChatModel
 from langchain_core.messages import AIMessage
 from sqlalchemy import func, select
 from support.db_faults import outage
 
-from llm_tracker import LLMUsage, UsageHandler, db, get_spool
+from llm_tracker import LLMUsage, UsageHandler, db, flush, get_spool
+
+pytestmark = pytest.mark.contract
 
 
 def _model(calls: int) -> GenericFakeChatModel:
@@ -23,6 +26,7 @@ def _model(calls: int) -> GenericFakeChatModel:
 
 
 def _count(app) -> tuple[int, int, int]:
+    flush()
     with app.app_context():
         return db.session.execute(
             select(
@@ -34,7 +38,9 @@ def _count(app) -> tuple[int, int, int]:
 
 
 def test_outage_loses_nothing_and_replay_duplicates_nothing(make_app, database_url):
-    with outage(make_app, database_url) as (app, cut, restore):
+    # Sync: rows after the restore go straight in and the spool waits for `spool replay`;
+    # the background writer replays it itself (tests/test_background.py).
+    with outage(make_app, database_url, LLM_TRACKER_WRITE_MODE="sync") as (app, cut, restore):
         model = _model(10)
         handler = UsageHandler({"user_id": 1}, node_name="n", app=app)
         replies = []
@@ -69,6 +75,7 @@ def test_replay_while_still_down_keeps_the_rows(make_app, database_url):
         cut()
         model.invoke("a", config={"callbacks": [handler]})
         model.invoke("b", config={"callbacks": [handler]})
+        flush()  # the writer has tried, and spooled both, while the database is down
         result = app.test_cli_runner().invoke(args=["spool", "replay"])
         assert result.exit_code == 1
         assert "database still unavailable, 2 row(s) kept" in result.output
@@ -83,6 +90,7 @@ def test_replay_while_still_down_keeps_the_rows(make_app, database_url):
 def test_a_row_both_stored_and_spooled_is_written_once(app, app_ctx):
     model = _model(1)
     model.invoke("a", config={"callbacks": [UsageHandler(app=app)]})
+    flush()
     row = db.session.execute(select(LLMUsage)).scalar_one()
     values = {
         attr.columns[0].name: getattr(row, attr.key) for attr in LLMUsage.__mapper__.column_attrs
