@@ -372,6 +372,13 @@ def insert_rows(
     """
     if not rows:
         return 0
+    # A run id twice in the batch: the first row is the one inserted (and added to the
+    # rollups), whichever order the database would have taken them in.
+    firsts = {row["run_id"]: n for n, row in reversed(list(enumerate(rows)))}
+    if len(firsts) < len(rows):
+        keep = sorted(firsts.values())
+        rows = [rows[n] for n in keep]
+        lines = [lines[n] for n in keep] if lines else None
     if conn.dialect.name == "postgresql":
         # One parameter, the batch as a JSON array: a multi-VALUES insert of 500 rows binds
         # 12,000 placeholders, which psycopg rewrites and adapts one by one.
@@ -386,11 +393,7 @@ def insert_rows(
                 .returning(_TABLE.c.run_id)
             )
         inserted = set(conn.execute(stmt, [{**_ALL_NONE, **row} for row in rows]).scalars())
-    added = []
-    for row in rows:
-        if row["run_id"] in inserted:
-            inserted.discard(row["run_id"])  # a run id twice in the batch counts once
-            added.append(row)
+    added = [row for row in rows if row["run_id"] in inserted]
     rollup.add_rows(conn, added)
     return len(added)
 

@@ -16,6 +16,7 @@ import pytest
 from sqlalchemy import func, select
 
 from llm_tracker import LLMUsage, db, flush, get_spool, record_usage
+from llm_tracker.llm_usage_stats import get_summary_stats
 from llm_tracker.writer import journal_dir, orphan_journals, writer_for
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -108,10 +109,16 @@ def test_a_duplicate_run_id_in_a_batch_is_one_row(make_app, tmp_path):
     app = _background(make_app, tmp_path, LLM_TRACKER_FLUSH_INTERVAL_MS=3_600_000)
     with app.app_context():
         record_usage("gpt-4o-mini", 10, 2, run_id="same", created_at=WHEN)
-        record_usage("gpt-4o-mini", 10, 2, run_id="same", created_at=WHEN)
+        # The second, different row of the same run is the one left out, rollups included.
+        record_usage("gpt-4o", 99, 7, run_id="same", created_at=WHEN + timedelta(days=1))
+        record_usage("gpt-4o-mini", 3, 1, run_id="other", created_at=WHEN)
         flush()
         assert_rollups_match()
-    assert _counts(app) == (1, 1, 10)
+        assert get_summary_stats()["total_calls"] == 2
+        assert db.session.execute(
+            select(LLMUsage.model, LLMUsage.completion_tokens).where(LLMUsage.run_id == "same")
+        ).all() == [("gpt-4o-mini", 2)]
+    assert _counts(app) == (2, 2, 13)
 
 
 def test_outage_spools_the_batch_and_the_writer_replays_it_when_back(
