@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from conftest import USER_PASSWORD, create_test_user
+from conftest import USER_PASSWORD, WRITE_MODE, create_test_user
 from flask import Flask
 from flask_login import LoginManager, login_user
 from hypothesis import HealthCheck, given, settings
@@ -11,9 +11,12 @@ from hypothesis import strategies as st
 from support.helpers import INTERNAL_ERROR, utc
 
 import llm_tracker
-from llm_tracker import User, db, record_usage
+from llm_tracker import User, db, flush, record_usage
 from llm_tracker.views import bp as admin_api
 from llm_tracker.views import register_error_handlers
+from llm_tracker.writer import close_writer
+
+pytestmark = pytest.mark.contract
 
 STATS = "/api/v1/admin/token-stats/"
 USAGE = "/api/v1/admin/llm-usage/"
@@ -51,6 +54,7 @@ def rows(app, admin_user, regular_user):
                 created_at=utc(2026, 1, 11, 0, 0),
             ),
         ]
+    flush()  # the rows are committed before the requests read them
     return [str(row.id) for row in made]
 
 
@@ -351,6 +355,9 @@ def test_blueprint_mounts_under_any_prefix(database_url, tmp_path):
         SECRET_KEY="k",
         TESTING=True,
         LLM_TRACKER_SPOOL_PATH=str(tmp_path / "spool.jsonl"),
+        # The journal in this test's folder (not tests/instance), as make_app's apps keep it.
+        LLM_TRACKER_INSTANCE_PATH=str(tmp_path),
+        **({"LLM_TRACKER_WRITE_MODE": WRITE_MODE} if WRITE_MODE else {}),
     )
     llm_tracker.init_app(app)
     manager = LoginManager(app)
@@ -369,6 +376,7 @@ def test_blueprint_mounts_under_any_prefix(database_url, tmp_path):
             db.session.add(User(username="root", password_hash="-", is_staff=True))
             db.session.commit()
             record_usage("gpt-4o", 3, 4, created_at=utc(2026, 1, 1))
+        flush()
         client = app.test_client()
         assert_json_error(
             client.get("/internal/llm/llm-usage/"), 401, "authentication required: log in first"
@@ -378,6 +386,7 @@ def test_blueprint_mounts_under_any_prefix(database_url, tmp_path):
         assert data["summary"]["total_tokens"] == 7
         assert client.get("/internal/llm/llm-usage/").get_json()["total"] == 1
     finally:
+        close_writer(app, timeout=30)
         with app.app_context():
             db.session.remove()
             db.engine.dispose()

@@ -13,7 +13,7 @@ import pytest
 from sqlalchemy import func, select
 from support.helpers import free_port
 
-from llm_tracker import LLMUsage, User, db
+from llm_tracker import LLMUsage, User, db, flush
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -21,6 +21,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def test_bootstrap_on_empty_database_only(app, runner):
     result = runner.invoke(args=["bootstrap"])
     assert result.exit_code == 0, result.output
+    flush()  # bootstrap records the demo rows and returns without flushing them
     password = re.search(r"password: (\S+)", result.output).group(1)
     with app.app_context():
         admin = db.session.execute(select(User).filter_by(username="admin")).scalar_one()

@@ -14,7 +14,7 @@ from support.fake_provider import DEFAULT_TEXT, gemini_response, openai_completi
 from support.llm_settings import AZURE_DEPLOYMENT, PROVIDERS, clear_llm_env, provider_config
 from typing_extensions import TypedDict
 
-from llm_tracker import LLMUsage, UsageHandler, db
+from llm_tracker import LLMUsage, UsageHandler, db, flush
 from llm_tracker.llm_service import get_llm_service
 from llm_tracker.llm_tracker import LLMTracker
 
@@ -36,6 +36,8 @@ REQUESTED = {"openai": "gpt-4o-mini", "azure_openai": "gpt-4o", "gemini": "gemin
 # 12 in x $0.15 + 5 out x $0.60; 12 x $2.50 + 5 x $10; 9 x $0.30 + 6 x $2.50 (per MTok).
 COSTS = {"openai": "0.000004800", "azure_openai": "0.000080000", "gemini": "0.000017700"}
 
+pytestmark = pytest.mark.contract
+
 
 @pytest.fixture(autouse=True)
 def _no_provider_env(monkeypatch):
@@ -50,6 +52,7 @@ def served(fake_provider):
 
 
 def rows(app) -> list[LLMUsage]:
+    flush()  # what the calls recorded (background mode) is committed before reading
     with app.app_context():
         return db.session.scalars(db.select(LLMUsage)).all()
 

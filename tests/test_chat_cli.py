@@ -6,7 +6,9 @@ import pytest
 from support.fake_provider import DEFAULT_TEXT, openai_completion
 from support.llm_settings import clear_llm_env, provider_config
 
-from llm_tracker import LLMUsage, db
+from llm_tracker import LLMUsage, db, flush
+
+pytestmark = pytest.mark.contract
 
 
 @pytest.fixture(autouse=True)
@@ -15,6 +17,7 @@ def _no_provider_env(monkeypatch):
 
 
 def rows(app) -> list[LLMUsage]:
+    flush()  # a failed command records its row but exits without flushing it
     with app.app_context():
         return db.session.scalars(db.select(LLMUsage)).all()
 

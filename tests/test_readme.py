@@ -11,12 +11,14 @@ from pathlib import Path
 import pytest
 from support.llm_settings import clear_llm_env, provider_config
 
-from llm_tracker import LLMUsage, db
+from llm_tracker import LLMUsage, db, flush
 from llm_tracker.llm_tracker import LLMTracker
 
 ROOT = Path(__file__).resolve().parents[1]
 README = (ROOT / "README.md").read_text(encoding="utf-8")
 ACTIVATE = ". .venv/bin/activate"
+
+pytestmark = pytest.mark.contract
 
 
 def test_activating_the_venv_comes_before_the_first_flask_command():
@@ -84,6 +86,7 @@ def test_a_rate_limited_call_stores_the_error_the_readme_shows(
     with app.app_context():
         with pytest.raises(Exception, match="quota says no"):
             LLMTracker.call_and_track([{"role": "user", "content": "hi"}])
+        flush()
         [row] = db.session.scalars(db.select(LLMUsage)).all()
     assert (row.success, row.error) == (False, stored)
     # The README's example is this text up to its "...".

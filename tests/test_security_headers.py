@@ -10,7 +10,7 @@ import pytest
 from conftest import ADMIN_PASSWORD, USER_PASSWORD, create_test_user
 from support.helpers import INTERNAL_ERROR
 
-from llm_tracker import LLMUsage, db, record_usage
+from llm_tracker import LLMUsage, db, flush, record_usage
 
 ROOT = Path(__file__).resolve().parents[1]
 EXPECTED = {
@@ -120,7 +120,9 @@ def site(app):
     create_test_user(app, "admin", ADMIN_PASSWORD, admin=True)
     create_test_user(app, "alice", USER_PASSWORD)
     with app.app_context():
-        return str(record_usage("gpt-4o-mini", prompt_tokens=10, completion_tokens=5).id)
+        row_id = str(record_usage("gpt-4o-mini", prompt_tokens=10, completion_tokens=5).id)
+    flush()  # the row is committed before the requests read it
+    return row_id
 
 
 def _log_in(client, who):
