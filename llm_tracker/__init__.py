@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 
+import click
 from flask import Flask
 from sqlalchemy import event
 
@@ -11,7 +12,7 @@ from .database import db, sqlite_pragmas
 from .handler import UsageHandler, track_usage
 from .models import LLMUsage, User
 from .recording import get_spool, record_usage
-from .writer import WRITE_MODES, flush
+from .writer import EXIT_FLUSH_S, WRITE_MODES, flush
 
 __all__ = [
     "ConfigError",
@@ -72,4 +73,14 @@ def init_app(app: Flask) -> None:
             busy_ms = int(app.config["LLM_TRACKER_SQLITE_BUSY_TIMEOUT_MS"])
             event.listen(db.engine, "connect", lambda conn, _record: sqlite_pragmas(conn, busy_ms))
     register_commands(app)
+    app.teardown_appcontext(_flush_after_command)
     app.extensions["llm_tracker"] = True
+
+
+def _flush_after_command(_exc: BaseException | None) -> None:
+    # Every CLI command (Flask runs each in an app context) ends with its rows committed,
+    # before it prints its result or its error. Requests do not wait: they have no click
+    # context, unless the dev server answers in `flask run`'s own thread.
+    ctx = click.get_current_context(silent=True)
+    if ctx is not None and ctx.command.name != "run":
+        flush(timeout=EXIT_FLUSH_S)

@@ -449,9 +449,9 @@ def _forget_parent_writers() -> None:
 def _flush_at_exit() -> None:
     # Bounded: what a stalled database keeps from being committed stays in the journal,
     # which the next process replays.
-    flush(timeout=_EXIT_FLUSH_S)
+    flush(timeout=EXIT_FLUSH_S)
 
 
-_EXIT_FLUSH_S = 30.0
+EXIT_FLUSH_S = 30.0
 os.register_at_fork(after_in_child=_forget_parent_writers)
 atexit.register(_flush_at_exit)

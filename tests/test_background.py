@@ -325,3 +325,26 @@ def test_journal_lines_are_the_rows(make_app, tmp_path):
     stored = json.loads(line)
     assert (stored["run_id"], stored["prompt_tokens"], stored["user_id"]) == ("j1", 7, 42)
     assert stored["cost_usd"] == str(row.cost_usd)
+
+
+def test_every_cli_command_ends_with_its_rows_committed(make_app, tmp_path):
+    import click
+
+    # The writer would wait an hour: only the command's end commits the rows.
+    app = _background(make_app, tmp_path, LLM_TRACKER_FLUSH_INTERVAL_MS=3_600_000)
+
+    @app.cli.command("record-one")
+    def record_one():
+        record_usage("gpt-4o-mini", 1, 1, run_id="cli-ok")
+
+    @app.cli.command("record-and-fail")
+    def record_and_fail():
+        record_usage("gpt-4o-mini", 2, 1, run_id="cli-failed")
+        raise click.ClickException("the command failed after recording")
+
+    runner = app.test_cli_runner()
+    assert runner.invoke(args=["record-one"]).exit_code == 0
+    assert _counts(app) == (1, 1, 1)
+    result = runner.invoke(args=["record-and-fail"])
+    assert result.exit_code == 1 and "the command failed" in result.output
+    assert _counts(app) == (2, 2, 3)
