@@ -51,7 +51,8 @@ def _journal_rows(app) -> int:
     for name in os.listdir(directory):
         if name.endswith(".jsonl"):
             with open(os.path.join(directory, name), encoding="utf-8") as f:
-                total += sum(1 for line in f if line.strip())
+                rows = f.read().partition("\x00")[0]  # the unused rest of a segment is NUL
+                total += sum(1 for line in rows.split("\n") if line.strip())
     return total
 
 
@@ -277,10 +278,19 @@ def test_a_forked_child_has_its_own_writer_and_journal(make_app, tmp_path):
     with app.app_context():
         record_usage("gpt-4o-mini", 1, 1, run_id="parent-1")
         parent = writer_for(app)
+        parent_fd = parent._segments[0].fd
         pid = os.fork()
         if pid == 0:  # the child: record, flush, leave without running the parent's atexit
             code = 1
             try:
+                # The parent's journal descriptor is closed here: a copy would share the
+                # parent's lock and keep its journal from replay once the parent died.
+                try:
+                    os.fstat(parent_fd)
+                except OSError:
+                    pass
+                else:
+                    raise AssertionError("the child kept the parent's journal open")
                 child = writer_for(app)
                 assert child is not parent and child.pid == os.getpid()
                 for i in range(50):
@@ -320,8 +330,11 @@ def test_journal_lines_are_the_rows(make_app, tmp_path):
         row = record_usage("gpt-4o-mini", 7, 3, run_id="j1", user_id=42)
         [name] = os.listdir(journal_dir(app))
         with open(os.path.join(journal_dir(app), name), encoding="utf-8") as f:
-            [line] = f.readlines()
+            journal = f.read()
         flush()
+    # One line, then the segment's unused (NUL) rest.
+    line, _, rest = journal.partition("\n")
+    assert rest.strip("\x00") == ""
     stored = json.loads(line)
     assert (stored["run_id"], stored["prompt_tokens"], stored["user_id"]) == ("j1", 7, 42)
     assert stored["cost_usd"] == str(row.cost_usd)
