@@ -84,10 +84,10 @@ class Timings:
         original = BackgroundWriter._commit
         batches = self.batches
 
-        def timed_commit(writer, rows):
+        def timed_commit(writer, rows, lines):
             began = time.perf_counter()
             try:
-                return original(writer, rows)
+                return original(writer, rows, lines)
             finally:
                 batches.append((time.perf_counter() - began, len(rows)))
                 self.end_transaction()
