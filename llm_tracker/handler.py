@@ -23,7 +23,7 @@ from typing_extensions import override
 from .database import current_flask_app
 from .models import LLMUsage
 from .prompt_batches import Batch, PromptBatches
-from .recording import record_usage
+from .recording import record_usage, recording_for
 from .run_result import Usage, normalise_model, read_result, usage_from_metadata
 
 __all__ = ["Usage", "UsageHandler", "normalise_model", "track_usage", "usage_from_metadata"]
@@ -171,6 +171,8 @@ class UsageHandler(BaseCallbackHandler):
         # Pushing a context costs more than some INSERTs: reuse the one already there.
         if has_app_context() and current_flask_app() is self.app:
             return nullcontext()
+        if self.app.config.get("LLM_TRACKER_WRITE_MODE") == "background":
+            return recording_for(self.app)  # journalling needs no app context
         return self.app.app_context()
 
     def _forget(self, run_id: UUID) -> None:

@@ -66,6 +66,21 @@ def test_eight_threads_share_one_handler(app, fake_provider, flavour):
     assert handler._runs == {}  # per-run state is popped
 
 
+@pytest.mark.parametrize("write_mode", ["background", "sync"])
+def test_a_handler_outside_any_app_context_records_for_its_app(make_app, fake_provider, write_mode):
+    # Background mode journals without pushing an app context (a third of a call's cost);
+    # sync mode needs one for the database and pushes it.
+    app = make_app(LLM_TRACKER_WRITE_MODE=write_mode)
+    pushed: list[int] = []
+    app.teardown_appcontext(lambda _exc: pushed.append(1))
+    handler = UsageHandler({"user_id": 9}, node_name="no-context", app=app)
+    OPENAI.build(fake_provider).invoke("hi", config={"callbacks": [handler]})
+    assert len(pushed) == (0 if write_mode == "background" else 1)
+    row = only_row(app)
+    assert (row.user_id, row.node_name, row.prompt_tokens) == (9, "no-context", OPENAI.prompt)
+    assert row.cost_usd is not None  # priced with its app's rules
+
+
 def test_concurrent_async_tasks_share_one_handler(app, fake_provider, flavour):
     handler = UsageHandler({"user_id": 5}, app=app)
     model = flavour.build(fake_provider)
