@@ -15,48 +15,29 @@ from support.tcp_proxy import TCPProxy
 REFUSED_MODEL = "refused-by-the-database"
 
 
-@contextmanager
 def outage(make_app, database_url, **config):
-    """An app whose database can be cut (``cut()``) and restored (``restore()``)."""
-    url = make_url(database_url)
-    if url.get_backend_name() == "sqlite":
-        # SQLite "goes away" the way it does in production: another process holds the
-        # write lock longer than our busy timeout.
-        app = make_app(LLM_TRACKER_SQLITE_BUSY_TIMEOUT_MS=50, **config)
-        blocker = sqlite3.connect(url.database, isolation_level=None)
-
-        def cut():
-            blocker.execute("BEGIN EXCLUSIVE")
-
-        def restore():
-            blocker.execute("COMMIT")
-
-        try:
-            yield app, cut, restore
-        finally:
-            blocker.close()
-    else:
-        proxy = TCPProxy(url.host or "127.0.0.1", url.port or 5432)
-        proxy.start()
-        proxied = url.set(host="127.0.0.1", port=proxy.port)
-        try:
-            yield (
-                make_app(SQLALCHEMY_DATABASE_URI=proxied.render_as_string(False), **config),
-                proxy.stop,
-                proxy.start,
-            )
-        finally:
-            proxy.stop()
+    """An app whose database can be cut (``cut()``) and restored (``restore()``): on
+    PostgreSQL a proxy that drops every connection and refuses new ones; on SQLite another
+    process holding the write lock longer than the app's busy timeout (50 ms), the way
+    SQLite "goes away" in production."""
+    return _faulty(
+        make_app, database_url, "stop", "start", {"LLM_TRACKER_SQLITE_BUSY_TIMEOUT_MS": 50}, config
+    )
 
 
-@contextmanager
 def stall(make_app, database_url, **config):
     """An app whose database can stall (``stall()``) and answer again (``resume()``): on
     PostgreSQL a proxy that stops forwarding; on SQLite another process holding the write
     lock (with the app's busy timeout left at its 30 s default)."""
+    return _faulty(make_app, database_url, "pause", "resume", {}, config)
+
+
+@contextmanager
+def _faulty(make_app, database_url, fault: str, heal: str, sqlite_config, config):
+    # (app, fault(), heal()); ``fault`` and ``heal`` name the TCPProxy methods on PostgreSQL.
     url = make_url(database_url)
     if url.get_backend_name() == "sqlite":
-        app = make_app(**config)
+        app = make_app(**sqlite_config, **config)
         blocker = sqlite3.connect(url.database, isolation_level=None)
         try:
             yield (
@@ -73,8 +54,8 @@ def stall(make_app, database_url, **config):
         try:
             yield (
                 make_app(SQLALCHEMY_DATABASE_URI=proxied.render_as_string(False), **config),
-                proxy.pause,
-                proxy.resume,
+                getattr(proxy, fault),
+                getattr(proxy, heal),
             )
         finally:
             proxy.resume()
