@@ -1,4 +1,5 @@
-"""The admin dashboard pages: ``/`` (statistics), ``/usage`` (the list) and ``/usage/<id>``.
+"""The admin dashboard pages: ``/`` (statistics), ``/users/<id>`` (one user's spend),
+``/usage`` (the list) and ``/usage/<id>``.
 
 The pages are shells: their JavaScript (``static/dashboard.js``) reads the admin JSON API,
 so the numbers on screen are the API's numbers. The views only check access and render
@@ -11,7 +12,7 @@ from collections.abc import Callable
 from functools import wraps
 from typing import Any
 
-from flask import Blueprint, render_template
+from flask import Blueprint, redirect, render_template, request, url_for
 from flask_login import current_user, login_required
 from sqlalchemy import select
 
@@ -48,6 +49,21 @@ def _users() -> list[tuple[int, str]]:
 def index() -> str:
     """Summary cards, the time-series chart and the by-model table."""
     return render_template("index.html", page="dashboard", users=_users())
+
+
+@bp.get("/users/<int:user_id>")
+@admin_page
+def user(user_id: int) -> Any:
+    """One user's spend: the dashboard drilled down to the user, the chart stacked by model.
+
+    An address of its own for a bookmark or a link from elsewhere; the page is the
+    dashboard with ``?user_id=`` (so its period, chart and filters work the same), and any
+    query given here is kept.
+    """
+    args = request.args.to_dict(flat=True)
+    args.setdefault("stack", "model")
+    args["user_id"] = str(user_id)
+    return redirect(url_for("dashboard.index", **args))
 
 
 @bp.get("/usage")

@@ -16,7 +16,7 @@ from llm_tracker import User, db
 pytestmark = pytest.mark.contract
 
 ROOT = Path(__file__).resolve().parents[1]
-PAGES = ["/", "/usage", "/usage/0b6d3f64-3e5a-4bd4-9d59-6b4b4c1c5d5e"]
+PAGES = ["/", "/users/1", "/usage", "/usage/0b6d3f64-3e5a-4bd4-9d59-6b4b4c1c5d5e"]
 FORBIDDEN = "admin access required (an active staff or superuser account)"
 
 
@@ -39,9 +39,9 @@ def test_non_admin_gets_an_html_403_page(client, auth, regular_user, path):
     assert response.status_code == 403
     assert response.mimetype == "text/html"
     page = response.get_data(as_text=True)
-    assert "<h1>403 · Forbidden</h1>" in page
+    assert '<h1 data-i18n="forbidden.h1">403 · Forbidden</h1>' in page
     assert f"{FORBIDDEN}." in page
-    assert "Logged in as <strong>alice</strong>" in page
+    assert "Logged in as</span> <strong>alice</strong>" in page
     # No way into the admin pages from here, and no data placeholders.
     assert 'href="/usage"' not in page
     assert 'id="cards"' not in page
@@ -74,8 +74,11 @@ def test_dashboard_shell(app, client, auth, admin_user):
     page = response.get_data(as_text=True)
     assert '<body class="app"\n      data-page="dashboard"' in page
     assert 'data-api-stats="/api/v1/admin/token-stats/"' in page
-    assert '<a href="/" aria-current="page">Dashboard</a>' in page
-    assert 'href="/logout">Log out</a>' in page
+    assert '<a href="/" aria-current="page" data-i18n="nav.dashboard">Dashboard</a>' in page
+    # English in the page, both languages in its script (chosen in the browser).
+    assert '<script src="/static/i18n.js"></script>' in page
+    assert "<select data-lang-switch>" in page
+    assert 'href="/logout" data-i18n="who.logout">Log out</a>' in page
     for key in (
         "total_calls",
         "successful_calls",
@@ -88,20 +91,42 @@ def test_dashboard_shell(app, client, auth, admin_user):
         "total_cost_usd",
         "cache_savings_usd",
         "unpriced_calls",
+        "latency_ms_p50",
+        "latency_ms_p95",
     ):
         assert f'data-key="{key}"' in page
+    for table in ("by-user", "by-node", "by-model"):
+        assert f'<table id="{table}" class="data' in page
     # The user filter offers every user, by name, with the id the API filters on.
-    options = re.findall(r'<option value="(\d*)">([^<]*)</option>', page)
+    users = page[page.index('<select name="user_id">') :]
+    users = users[: users.index("</select>")]
+    options = re.findall(r'<option value="(\d*)"[^>]*>([^<]*)</option>', users)
     assert options == [
         ("", "All users"),
         (str(admin_user), f"admin (#{admin_user})"),
         (str(admin_user + 1), f"bob (#{admin_user + 1})"),
     ]
-    assert re.findall(r'<option value="(\w+)"( selected)?>', page)[:3] == [
-        ("day", ""),
-        ("month", " selected"),
-        ("year", ""),
+
+    def choices(name):
+        select = page[page.index(f'<select name="{name}"') :]
+        select = select[: select.index("</select>")]
+        return re.findall(r'<option value="(\w*)"( selected)?', select)
+
+    # One period for everything, the last 30 days unless chosen; the chart's step follows it.
+    assert choices("period") == [
+        ("today", ""),
+        ("7d", ""),
+        ("30d", " selected"),
+        ("this_month", ""),
+        ("last_month", ""),
+        ("all", ""),
+        ("custom", ""),
     ]
+    assert choices("granularity") == [("", " selected"), ("day", ""), ("month", ""), ("year", "")]
+    assert choices("stack") == [("", " selected"), ("model", ""), ("user", ""), ("node", "")]
+    assert '<select name="stack" form="filters">' in page
+    for name in ("node_name", "model_exact", "provider", "source_type"):
+        assert f'<input type="hidden" name="{name}">' in page
 
 
 @pytest.mark.parametrize(
@@ -117,7 +142,11 @@ def test_dashboard_shell(app, client, auth, admin_user):
                 '<input name="model"',
                 # The dashboard's model links filter one exact name; the form keeps it.
                 '<input type="hidden" name="model_exact">',
-                '<p id="model-exact" class="chip" hidden>Model is exactly <code></code>',
+                '<p id="model-exact" class="chip" data-chip-for="model_exact" hidden>'
+                '<span data-i18n="chip.model_exact">Model is exactly</span> <code></code>',
+                # ...and so do its feature links.
+                '<input type="hidden" name="node_name">',
+                '<p id="node-name" class="chip" data-chip-for="node_name" hidden>',
             ],
         ),
         (
@@ -139,6 +168,17 @@ def test_usage_shells(client, auth, admin_user, path, marks):
         assert mark in page
 
 
+def test_user_page_is_the_dashboard_drilled_down_to_the_user(client, auth, admin_user):
+    assert auth.login().status_code == 200
+    response = client.get("/users/7")
+    assert response.status_code == 302
+    assert response.headers["Location"] == "/?stack=model&user_id=7"
+    # A period, a chart or anything else given is kept; the id in the path wins.
+    response = client.get("/users/7?period=7d&stack=node&user_id=3")
+    assert response.headers["Location"] == "/?period=7d&stack=node&user_id=7"
+    assert client.get("/users/abc").status_code == 404
+
+
 @pytest.mark.parametrize("path", ["/", "/usage", "/usage/x", "/login"])
 def test_pages_load_nothing_from_other_hosts(client, auth, admin_user, path):
     assert auth.login().status_code == 200 or path == "/login"
@@ -158,6 +198,8 @@ def test_static_files_are_served(client):
         assert script.status_code == 200 and b"getJSON" in script.data
     with client.get("/static/dashboard.css") as style:
         assert style.status_code == 200
+    with client.get("/static/i18n.js") as messages:
+        assert messages.status_code == 200 and "简体中文".encode() in messages.data
 
 
 @pytest.mark.slow
