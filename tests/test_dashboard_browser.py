@@ -678,6 +678,9 @@ def test_dashboard_cards_chart_and_tables_equal_the_api(context, site):
     assert_chart_money(page, answer["series"])
     assert page.text_content("#chart-caption") == "daily"
     assert page.text_content("#status") == ""
+    # The page's one money function, on the rule's hard cases.
+    shown = page.evaluate("(cases) => cases.map(window.llmTracker.fmtUSD)", MONEY_CASES)
+    assert shown == [usd(x) for x in MONEY_CASES]
     unpriced = page.locator('#by-model tr[data-model="acme-llm-7"] td').nth(7)
     assert unpriced.text_content() == "unpriced"
     # Every breakdown adds up to the summary exactly.
@@ -1288,6 +1291,8 @@ def test_chinese_from_the_browser_language_and_the_switch(browser, site):
         acme = page.locator('#by-model tr[data-model="acme-llm-7"] td').nth(7)
         assert acme.text_content() == "未定价"
         assert page.text_content('.card[data-key="total_cost_usd"] .value').startswith("US$")
+        shown = page.evaluate("(cases) => cases.map(window.llmTracker.fmtUSD)", MONEY_CASES)
+        assert shown == [usd(x, ZH) for x in MONEY_CASES]
 
         # The stacked chart and its tooltips too.
         settle(page, lambda: page.select_option("select[name=stack]", "user"))
