@@ -157,6 +157,7 @@ class LiveServer:
     """The app on 127.0.0.1 at a free port, served by werkzeug in a thread."""
 
     def __init__(self, app):
+        self.app = app
         self._server = make_server("127.0.0.1", 0, app, threaded=True)
         self.url = f"http://127.0.0.1:{self._server.server_port}"
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
@@ -351,7 +352,9 @@ def group_label(dimension: str, group: dict, lang: str = EN) -> str:
         return TEXT[lang]["others"].format(f"{group['group_count']:,}")
     if group["key"] is None:
         return TEXT[lang]["no_user" if dimension == "user" else "no_node"]
-    return group["label"] if group["label"] is not None else f"#{group['key']}"
+    if dimension == "user" and group["label"] in (None, group["key"]):
+        return f"#{group['key']}"  # a user id no user has, as the list shows it
+    return group["label"]
 
 
 MONEY_CASES = [
@@ -1051,7 +1054,21 @@ def test_per_user_page(context, site):
     assert page.is_hidden("#by-user-panel")
     assert page.title() == "Dashboard · llm_tracker"
 
-    # An id no user has: its rows (none here) and a page that says so.
+    # A user id no user has: labelled by its id, and its page works like any other.
+    with site.app.app_context():
+        record_usage("gpt-4o", prompt_tokens=10, completion_tokens=5, user_id=4242)
+    flush()
+    settle(page, lambda: page.goto(f"{site.url}/?period=today"))
+    users = stats(
+        page, site.url, group_by="user", tz=zone, **range_params(*period_range("today", zone))
+    )
+    assert ["4242", "4242"] in [[g["key"], g["label"]] for g in users["breakdown"]["groups"]]
+    assert_breakdown(page, "#by-user", users["breakdown"])
+    settle(page, lambda: page.click('#by-user tr[data-key="4242"] a.drill-link'))
+    assert page.text_content("#heading") == "Spend of #4242"
+    assert page.text_content('.card[data-key="total_calls"] .value') == "1"
+
+    # An id without calls: a page that says so.
     settle(page, lambda: page.goto(f"{site.url}/users/999"))
     assert query(page) == {"stack": ["model"], "user_id": ["999"]}
     assert page.text_content("#heading") == "Spend of #999"

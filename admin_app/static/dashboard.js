@@ -682,7 +682,10 @@
       return t(dimension === "user" ? "group.no_user"
         : dimension === "node" ? "group.no_node" : "group.no_value");
     }
-    if (dimension === "user") return group.label ?? `#${group.key}`;
+    // A user id no user has comes labelled with the id itself: shown as the list does.
+    if (dimension === "user") {
+      return group.label === null || group.label === group.key ? `#${group.key}` : group.label;
+    }
     return group.label ?? group.key;
   }
 
