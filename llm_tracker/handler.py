@@ -44,6 +44,7 @@ class _Run:
     deployment: str | None = None
     graph_node: str | None = None
     batch: Batch | None = None
+    first_token: float | None = None  # streamed runs: when the first token came
 
 
 class UsageHandler(BaseCallbackHandler):
@@ -149,6 +150,13 @@ class UsageHandler(BaseCallbackHandler):
             run_id, metadata, kwargs.get("invocation_params"), kwargs.get("batch_size") or 1
         )
 
+    @override
+    def on_llm_new_token(self, token: Any, *, run_id: UUID, **kwargs: Any) -> None:
+        """Note when a streamed run's first token arrived (its ``ttft_ms``)."""
+        run = self._runs.get(run_id)
+        if run is not None and run.first_token is None:
+            run.first_token = time.perf_counter()
+
     # --- end: one row per run ------------------------------------------------------
 
     @override
@@ -243,6 +251,9 @@ class UsageHandler(BaseCallbackHandler):
             # record_usage repeats it in the metadata.
             node_name=self.node_name or run.graph_node or "unknown",
             latency_ms=round((time.perf_counter() - run.started) * 1000),
+            ttft_ms=(
+                None if run.first_token is None else round((run.first_token - run.started) * 1000)
+            ),
         )
 
 

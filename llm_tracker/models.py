@@ -10,7 +10,18 @@ from decimal import Decimal
 from typing import Any
 
 from flask_login import UserMixin
-from sqlalchemy import JSON, BigInteger, Boolean, Index, Integer, String, Text, Uuid, text
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Index,
+    Integer,
+    SmallInteger,
+    String,
+    Text,
+    Uuid,
+    text,
+)
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 from werkzeug.security import check_password_hash, generate_password_hash
@@ -58,6 +69,12 @@ class LLMUsage(Model):
     error: Mapped[str | None] = mapped_column(Text)
     # "metadata" is reserved on declarative classes, hence the attribute name.
     meta: Mapped[dict[str, Any]] = mapped_column("metadata", JSONType, default=dict)
+    # Added in the second release, after metadata so the first release's columns keep their
+    # places in the list and the CSV. The kind of work (the handler state's source_type;
+    # metadata repeats it): a rollup key like node_name.
+    source_type: Mapped[str | None] = mapped_column(String(200))
+    # Streamed runs: milliseconds from the start of the run to its first token.
+    ttft_ms: Mapped[int | None] = mapped_column(Integer)
 
     __table_args__ = (
         Index("ix_llm_tracker_usage_user_id_created_at", "user_id", "created_at"),
@@ -90,19 +107,36 @@ REPORTED_TOKEN_COLUMNS = tuple(name for name in TOKEN_COLUMNS if name != "cache_
 # record_usage never stores as a user id (it normalises it away), so no real user can
 # collide with it.
 NO_PROVIDER = ""
+NO_SOURCE = ""
 NO_USER = -(2**63)
 
 
-class _RollupColumns:
-    """The columns of both rollup levels: a bucket, the key, and the sums of its calls."""
+class _RollupKey:
+    """A rollup row's key: a bucket and the value of every dimension.
+
+    ``sort_order`` puts these first in every table made with them, bucket leading the
+    primary key (it serves ranges), whatever the subclass declares.
+    """
 
     # The bucket's first instant, UTC.
-    bucket: Mapped[datetime] = mapped_column(UTCDateTime, primary_key=True)
-    model: Mapped[str] = mapped_column(String(200), primary_key=True)
-    provider: Mapped[str] = mapped_column(String(50), primary_key=True)  # NO_PROVIDER: none
-    user_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)  # NO_USER: none
-    node_name: Mapped[str] = mapped_column(String(200), primary_key=True)
-    success: Mapped[bool] = mapped_column(Boolean, primary_key=True)
+    bucket: Mapped[datetime] = mapped_column(UTCDateTime, primary_key=True, sort_order=-1)
+    model: Mapped[str] = mapped_column(String(200), primary_key=True, sort_order=-1)
+    provider: Mapped[str] = mapped_column(
+        String(50), primary_key=True, sort_order=-1
+    )  # NO_PROVIDER: none
+    user_id: Mapped[int] = mapped_column(
+        BigInteger, primary_key=True, sort_order=-1
+    )  # NO_USER: none
+    node_name: Mapped[str] = mapped_column(String(200), primary_key=True, sort_order=-1)
+    source_type: Mapped[str] = mapped_column(
+        String(200), primary_key=True, sort_order=-1
+    )  # NO_SOURCE: none
+    success: Mapped[bool] = mapped_column(Boolean, primary_key=True, sort_order=-1)
+
+
+class _RollupSums:
+    """The sums of a rollup row's calls."""
+
     calls: Mapped[int] = mapped_column(BigInteger)
     prompt_tokens: Mapped[int] = mapped_column(BigInteger)
     completion_tokens: Mapped[int] = mapped_column(BigInteger)
@@ -118,6 +152,10 @@ class _RollupColumns:
     output_cost_usd: Mapped[Decimal] = mapped_column(Money)
     cache_savings_usd: Mapped[Decimal] = mapped_column(Money)
 
+
+class _RollupColumns(_RollupKey, _RollupSums):
+    """The columns of both rollup levels: a bucket, the key, and the sums of its calls."""
+
     def __repr__(self) -> str:
         return (
             f"<{type(self).__name__} {self.bucket:%Y-%m-%d %H:%M} {self.model} {self.calls} calls>"
@@ -125,8 +163,8 @@ class _RollupColumns:
 
 
 class LLMUsageRollup(_RollupColumns, Model):
-    """Sums of the calls in one 15-minute UTC bucket for one model, provider, user, node
-    and outcome; kept in step with ``LLMUsage`` by ``record_usage`` (see ``rollup``)."""
+    """Sums of the calls in one 15-minute UTC bucket for one model, provider, user, node,
+    source type and outcome; kept in step with ``LLMUsage`` by ``record_usage`` (see ``rollup``)."""
 
     __tablename__ = "llm_tracker_usage_rollup"
     __table_args__ = (
@@ -140,6 +178,33 @@ class LLMUsageRollupDay(_RollupColumns, Model):
 
     __tablename__ = "llm_tracker_usage_rollup_day"
     __table_args__ = (Index("ix_llm_tracker_usage_rollup_day_user_id_bucket", "user_id", "bucket"),)
+
+
+class _LatencyColumns(_RollupKey):
+    """One bin of the latency histogram (``llm_tracker.latency``) of one rollup key."""
+
+    bin: Mapped[int] = mapped_column(SmallInteger, primary_key=True)
+    calls: Mapped[int] = mapped_column(BigInteger)
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.bucket:%Y-%m-%d %H:%M} bin {self.bin}: {self.calls}>"
+
+
+class LLMLatencyRollup(_LatencyColumns, Model):
+    """How many calls with a latency fell in each histogram bin, per 15-minute bucket and
+    key (calls without a latency are not counted); only bins with calls have a row."""
+
+    __tablename__ = "llm_tracker_latency_rollup"
+    __table_args__ = (Index("ix_llm_tracker_latency_rollup_user_id_bucket", "user_id", "bucket"),)
+
+
+class LLMLatencyRollupDay(_LatencyColumns, Model):
+    """The same histogram per UTC day."""
+
+    __tablename__ = "llm_tracker_latency_rollup_day"
+    __table_args__ = (
+        Index("ix_llm_tracker_latency_rollup_day_user_id_bucket", "user_id", "bucket"),
+    )
 
 
 def is_admin(user: Any) -> bool:
@@ -237,3 +302,34 @@ class LoginFailures(Model):
     key: Mapped[str] = mapped_column(String(200), primary_key=True)
     window_start: Mapped[datetime] = mapped_column(UTCDateTime)
     failures: Mapped[int] = mapped_column(Integer)
+
+
+class _SliceKey:
+    """A slice row's key: one dimension, a UTC day, and that dimension's value as text
+    ("" for none; a user id in decimal)."""
+
+    dimension: Mapped[str] = mapped_column(String(20), primary_key=True, sort_order=-1)
+    bucket: Mapped[datetime] = mapped_column(UTCDateTime, primary_key=True, sort_order=-1)
+    value: Mapped[str] = mapped_column(String(200), primary_key=True, sort_order=-1)
+
+
+class LLMUsageSliceDay(_SliceKey, _RollupSums, Model):
+    """The daily sums of one dimension alone (model, user, node, source type or provider):
+    a breakdown by users or a summary reads a row per day and value, however many values
+    the other dimensions take (see ``rollup``)."""
+
+    __tablename__ = "llm_tracker_usage_slice_day"
+
+    successful_calls: Mapped[int] = mapped_column(BigInteger)
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.bucket:%Y-%m-%d} {self.dimension}={self.value!r}>"
+
+
+class LLMLatencySliceDay(_SliceKey, Model):
+    """The latency histogram of one dimension's value per UTC day."""
+
+    __tablename__ = "llm_tracker_latency_slice_day"
+
+    bin: Mapped[int] = mapped_column(SmallInteger, primary_key=True)
+    calls: Mapped[int] = mapped_column(BigInteger)

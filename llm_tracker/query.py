@@ -19,11 +19,13 @@ from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import (
+    BigInteger,
     ColumnElement,
     Integer,
     Select,
     and_,
     case,
+    cast,
     column,
     func,
     literal_column,
@@ -34,10 +36,18 @@ from sqlalchemy import (
 )
 
 from .database import UTCDateTime, db
-from .models import NO_PROVIDER, NO_USER, LLMUsage
-from .rollup import TOKEN_COLUMNS, Level, pieces, within
+from .latency import latency_bin_sql
+from .models import (
+    NO_PROVIDER,
+    NO_SOURCE,
+    NO_USER,
+    LLMLatencySliceDay,
+    LLMUsage,
+    LLMUsageSliceDay,
+)
+from .rollup import DAY, SLICE_DIMENSIONS, TOKEN_COLUMNS, Level, pieces, within
 
-__all__ = ["Filters", "Span", "Sums", "aggregate", "raw_scan"]
+__all__ = ["Filters", "Span", "Sums", "aggregate", "latency_histograms", "raw_scan"]
 
 Span = tuple[datetime | None, datetime | None]  # [lo, hi) in UTC; None: open
 # SQLite allows 32766 parameters in a statement; a plan needing more (thousands of series
@@ -62,6 +72,9 @@ class Filters:
     columns under the same names, so one set of conditions serves all three."""
 
     user_id: int | None = None
+    node_name: str | None = None
+    source_type: str | None = None
+    provider: str | None = None
     model: str | None = None  # case-insensitive substring
     models: tuple[str, ...] | None = None  # ``model`` resolved to exact names
     model_exact: str | None = None
@@ -76,6 +89,11 @@ class Filters:
         if self.user_id is not None:
             # The rollups' NULL-user sentinel never equals a filtered id.
             found.append(source.user_id == self.user_id)
+        # Exact values; a filter is never blank, so the rollups' "" sentinels never match.
+        for name in ("node_name", "source_type", "provider"):
+            value = getattr(self, name)
+            if value is not None:
+                found.append(getattr(source, name) == value)
         if self.models is not None:
             found.append(source.model.in_(self.models))
         elif self.model is not None:
@@ -90,6 +108,57 @@ class Filters:
                 LLMUsage.cost_usd.is_not(None) if self.priced else LLMUsage.cost_usd.is_(None)
             )
         return found
+
+    def slice_dimension(self, group: str | None) -> str | None:
+        """The slice (``rollup.SLICE_DIMENSIONS``) that can answer these filters grouped by
+        the column ``group``: the one dimension they name, or None when they name more."""
+        if self.success is not None:
+            return None  # slices sum successes but are not keyed by them
+        named = {
+            "model": self.model is not None
+            or self.models is not None
+            or self.model_exact is not None,
+            "user": self.user_id is not None,
+            "node": self.node_name is not None,
+            "source_type": self.source_type is not None,
+            "provider": self.provider is not None,
+        }
+        used = {dimension for dimension, given in named.items() if given}
+        if group is not None:
+            used.add(_DIMENSION_OF[group])
+        if len(used) > 1:
+            return None
+        # Any slice sums every call; providers are the fewest rows.
+        return used.pop() if used else "provider"
+
+
+_DIMENSION_OF = {column: dimension for dimension, column in SLICE_DIMENSIONS.items()}
+
+
+class _SliceColumns:
+    """A slice table seen as a rollup with one dimension: its ``value`` stands for that
+    dimension's column (a user id converted back from text; "" is the rollups' NULL
+    sentinel, as for provider and source type), every other name is the table's."""
+
+    def __init__(self, model: Any, dimension: str) -> None:
+        # Underscored: "model" is a column name this object answers for.
+        self._table = model
+        self._column = SLICE_DIMENSIONS[dimension]
+        value = model.value
+        if self._column == "user_id":
+            value = case(
+                (value == literal_column("''"), literal_column(str(NO_USER))),
+                else_=cast(value, BigInteger),
+            )
+        self._value = value
+        self.dimension_sql = model.dimension == dimension
+
+    def __getattr__(self, name: str) -> Any:
+        if name == self._column:
+            return self._value
+        if name in _DIMENSION_OF:
+            raise AttributeError(f"a {self._column} slice has no {name}")
+        return getattr(self._table, name)
 
 
 @dataclass
@@ -119,7 +188,9 @@ class Sums:
         return self.priced_cost if self.calls > self.unpriced_calls else None
 
 
-def _measures(source: Any, raw: bool, priced: bool | None, count_only: bool) -> list[Any]:
+def _measures(
+    source: Any, raw: bool, priced: bool | None, count_only: bool, sliced: bool = False
+) -> list[Any]:
     # The same labelled sums from raw rows (one per call) and from rollup rows.
     calls: ColumnElement[Any]
     if raw:
@@ -133,7 +204,11 @@ def _measures(source: Any, raw: bool, priced: bool | None, count_only: bool) -> 
             False: func.sum(source.unpriced_calls),
         }[priced]
         unpriced = func.sum(source.unpriced_calls)
-        successful = func.sum(case((source.success.is_(True), source.calls), else_=0))
+        successful = (
+            func.sum(source.successful_calls)
+            if sliced
+            else func.sum(case((source.success.is_(True), source.calls), else_=0))
+        )
     found = [calls.label("calls")]
     if not count_only:
         found += [
@@ -167,23 +242,48 @@ def _part(
     filters: Filters,
     group: str | None,
     count_only: bool,
+    latency: bool = False,
 ) -> Select[Any]:
-    source: Any = LLMUsage if level is None else level.model
+    # Whole days read a slice when one dimension answers the question.
+    dimension = filters.slice_dimension(group) if level is DAY else None
+    if latency:
+        table: Any = LLMUsage if level is None else level.latency_model
+    else:
+        table = LLMUsage if level is None else level.model
+    source: Any = table
+    if dimension is not None:
+        table = LLMLatencySliceDay if latency else LLMUsageSliceDay
+        source = _SliceColumns(table, dimension)
+    if latency:
+        bin_ = latency_bin_sql(LLMUsage.latency_ms) if level is None else source.bin
+        measures = [(func.count() if level is None else func.sum(source.calls)).label("calls")]
+        groups = [bin_]
+        measures.append(bin_.label("bin"))
+    else:
+        measures = _measures(
+            source, level is None, filters.priced, count_only, sliced=dimension is not None
+        )
+        groups = []
     when = LLMUsage.created_at if level is None else source.bucket
     key = getattr(source, group) if group else null()
-    measures = _measures(source, level is None, filters.priced, count_only)
+    if group:
+        groups.insert(0, key)
     where = filters.conditions(source)
+    if dimension is not None:
+        where.append(source.dimension_sql)
+    if latency and level is None:
+        where.append(LLMUsage.latency_ms.is_not(None))
     if len(found) == 1:
         # One piece: plain bounds (open ones allowed), no join.
         i, lo, hi = found[0]
         where += within(when, lo, hi)
         stmt = select(literal_column(str(i)).label("i"), key.label("g"), *measures).select_from(
-            source
+            table
         )
-        return stmt.where(*where).group_by(*([key] if group else []))
+        return stmt.where(*where).group_by(*groups)
     # Many pieces (a series' buckets): joined from a VALUES list, so the database walks
     # its time index once per piece.
-    name = f"pieces_{level.table.name if level else 'raw'}"
+    name = f"pieces_{table.__tablename__}"
     cte = (
         values(
             column("idx", Integer),
@@ -195,14 +295,16 @@ def _part(
         .cte(name)
     )
     stmt = select(cte.c.idx.label("i"), key.label("g"), *measures).join_from(
-        cte, source, and_(when >= cte.c.lo, when < cte.c.hi, *where)
+        cte, table, and_(when >= cte.c.lo, when < cte.c.hi, *where)
     )
-    return stmt.group_by(cte.c.idx, *([key] if group else []))
+    return stmt.group_by(cte.c.idx, *groups)
 
 
 def _unkey(group: str | None, value: Any) -> Any:
-    # The rollups store NOT NULL sentinels for a missing provider or user.
+    # The rollups store NOT NULL sentinels for a missing provider, source type or user.
     if group == "provider" and value == NO_PROVIDER:
+        return None
+    if group == "source_type" and value == NO_SOURCE:
         return None
     if group == "user_id" and value == NO_USER:
         return None
@@ -242,4 +344,25 @@ def aggregate(
             sums.priced_cost = row.priced_cost or Decimal(0)
             sums.cache_savings_usd = row.cache_savings_usd or Decimal(0)
         result.setdefault((row.i, _unkey(group, row.g)), Sums()).add(sums)
+    return result
+
+
+def latency_histograms(
+    spans: Sequence[Span], filters: Filters = Filters(), group: str | None = None
+) -> dict[tuple[int, Any], dict[int, int]]:
+    """The latency histogram (``bin -> calls``, calls with a latency only) per ``(span
+    index, group value)``, planned like ``aggregate`` over the latency rollups."""
+    parts = [
+        _part(level, found, filters, group, False, latency=True)
+        for level, found in _plan(spans, _RAW_SCAN.get()).items()
+    ]
+    if not parts:
+        return {}
+    stmt = union_all(*parts) if len(parts) > 1 else parts[0]
+    result: dict[tuple[int, Any], dict[int, int]] = {}
+    for row in db.session.execute(stmt):
+        if not row.calls:
+            continue
+        histogram = result.setdefault((row.i, _unkey(group, row.g)), {})
+        histogram[int(row.bin)] = histogram.get(int(row.bin), 0) + int(row.calls)
     return result

@@ -28,6 +28,7 @@ from sqlalchemy.orm import configure_mappers
 from . import rollup
 from .database import as_utc, current_flask_app, db, utcnow
 from .models import MONEY_COLUMNS, NO_USER, TOKEN_COLUMNS, LLMUsage
+from .params import is_blank
 from .pricing import get_pricer
 
 logger = logging.getLogger("llm_tracker")
@@ -44,6 +45,8 @@ _EXTRA_COLUMNS = frozenset(
         "node_name",
         "cache_write_tokens",
         "latency_ms",
+        "source_type",
+        "ttft_ms",
     }
 )
 # The counts a caller gives (the total is derived from two of them).
@@ -226,6 +229,9 @@ _TEXT_LIMITS = {
 }
 
 
+_SOURCE_LIMIT = _TEXT_LIMITS["source_type"]
+
+
 def clean_text(value: str, limit: int | None = None) -> str:
     """``value`` as every backend stores it: NUL and lone surrogates (which PostgreSQL and
     UTF-8 refuse) replaced by U+FFFD, and text over ``limit`` characters cut, ending in
@@ -301,14 +307,23 @@ def normalise_row(values: dict[str, Any]) -> dict[str, Any]:
         meta = _clean_json(dict(meta))
     if values.get("node_name") is not None:
         meta["node_name"] = values["node_name"]  # metadata always repeats the column
+    # The column, else (rows spooled before it existed, or record_usage's metadata=) the
+    # metadata's value; blank is none. Metadata repeats it, as the first release had it.
+    source = values.get("source_type")
+    if is_blank(source):
+        source = meta.get("source_type")
+    if is_blank(source):
+        values["source_type"] = None
+    else:
+        values["source_type"] = meta["source_type"] = clean_text(str(source), _SOURCE_LIMIT)
     values["metadata"] = meta
     values["user_id"] = _user_id(values.get("user_id"))
     for name in (*_TOKEN_FIELDS, "total_tokens"):
         if name in values:
             values[name] = _count(name, values[name])
-    latency = values.get("latency_ms")
-    if latency is not None:
-        values["latency_ms"] = min(_count("latency_ms", latency), _INT32_MAX)
+    for name in ("latency_ms", "ttft_ms"):
+        if values.get(name) is not None:
+            values[name] = min(_count(name, values[name]), _INT32_MAX)
     return values
 
 

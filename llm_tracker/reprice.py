@@ -31,6 +31,7 @@ _READ = (
     _C["metadata"],
     _C.user_id,
     _C.node_name,
+    _C.source_type,
     _C.success,
     *(_C[name] for name in PRICE_COLUMNS),
 )

@@ -20,6 +20,7 @@ from sqlalchemy import (
     Connection,
     Integer,
     Select,
+    String,
     Table,
     bindparam,
     case,
@@ -30,20 +31,27 @@ from sqlalchemy import (
     select,
     text,
     true,
+    union_all,
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.sql import ColumnElement, FromClause
 
 from .database import MONEY_SCALE, as_utc, db
+from .latency import latency_bin, latency_bin_sql
 from .models import (
     MONEY_COLUMNS,
     NO_PROVIDER,
+    NO_SOURCE,
     NO_USER,
     TOKEN_COLUMNS,
+    LLMLatencyRollup,
+    LLMLatencyRollupDay,
+    LLMLatencySliceDay,
     LLMUsage,
     LLMUsageRollup,
     LLMUsageRollupDay,
+    LLMUsageSliceDay,
 )
 
 _RAW = typed(Table, LLMUsage.__table__)
@@ -51,6 +59,22 @@ _ROLLUP = typed(Table, LLMUsageRollup.__table__)
 # The key is the primary key (bucket first); every other column is a sum.
 KEY_COLUMNS = tuple(col.key for col in _ROLLUP.primary_key.columns)
 SUM_COLUMNS = tuple(col.key for col in _ROLLUP.c if not col.primary_key)
+# The latency histogram's key: the rollup key and a bin; its one sum is calls.
+LATENCY_KEY_COLUMNS = (*KEY_COLUMNS, "bin")
+# The one-dimension daily rollups ("slices"): dimension -> the raw column it sums by. The
+# full rollups' key is every dimension at once, so with many users and nodes nearly every
+# call has a key of its own; a slice has one row per day and value of its dimension.
+SLICE_DIMENSIONS = {
+    "model": "model",
+    "user": "user_id",
+    "node": "node_name",
+    "source_type": "source_type",
+    "provider": "provider",
+}
+_SLICE = typed(Table, LLMUsageSliceDay.__table__)
+_LATENCY_SLICE = typed(Table, LLMLatencySliceDay.__table__)
+SLICE_KEY_COLUMNS = tuple(col.key for col in _SLICE.primary_key.columns)
+SLICE_SUM_COLUMNS = tuple(col.key for col in _SLICE.c if not col.primary_key)
 __all__ = ["KEY_COLUMNS", "MONEY_COLUMNS", "SUM_COLUMNS", "TOKEN_COLUMNS"]
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
@@ -62,10 +86,15 @@ class Level:
     name: str
     model: type[LLMUsageRollup] | type[LLMUsageRollupDay]
     step: timedelta
+    latency_model: type[LLMLatencyRollup] | type[LLMLatencyRollupDay]
 
     @property
     def table(self) -> Table:
         return self.model.__table__  # type: ignore[return-value]
+
+    @property
+    def latency_table(self) -> Table:
+        return self.latency_model.__table__  # type: ignore[return-value]
 
     def floor(self, instant: datetime) -> datetime:
         """The start of the bucket holding ``instant``."""
@@ -105,8 +134,8 @@ class Level:
         )
 
 
-QUARTER = Level("15 minutes", LLMUsageRollup, timedelta(minutes=15))
-DAY = Level("day", LLMUsageRollupDay, timedelta(days=1))
+QUARTER = Level("15 minutes", LLMUsageRollup, timedelta(minutes=15), LLMLatencyRollup)
+DAY = Level("day", LLMUsageRollupDay, timedelta(days=1), LLMLatencyRollupDay)
 LEVELS = (DAY, QUARTER)  # coarsest first
 
 
@@ -169,18 +198,25 @@ def pieces(lo: datetime | None, hi: datetime | None) -> list[Piece]:
     return found
 
 
-def rollup_select(source: FromClause, dialect: str, level: Level, *where: Any) -> Select[Any]:
-    """The ``level`` rollup rows of the raw rows in ``source`` (the raw table or a CTE)."""
+def _key_sql(source: FromClause, dialect: str, level: Level) -> tuple[Any, ...]:
+    # A raw row's rollup key in SQL, NULLs as the key columns' sentinels.
     c = source.c
-    zero: ColumnElement[Any] = literal_column("0")
-    keys = (
+    return (
         level.sql(c.created_at, dialect),
         c.model,
         func.coalesce(c.provider, literal_column(f"'{NO_PROVIDER}'")),
         func.coalesce(c.user_id, literal_column(str(NO_USER))),
         c.node_name,
+        func.coalesce(c.source_type, literal_column(f"'{NO_SOURCE}'")),
         c.success,
     )
+
+
+def rollup_select(source: FromClause, dialect: str, level: Level, *where: Any) -> Select[Any]:
+    """The ``level`` rollup rows of the raw rows in ``source`` (the raw table or a CTE)."""
+    c = source.c
+    zero: ColumnElement[Any] = literal_column("0")
+    keys = _key_sql(source, dialect, level)
     sums = (
         func.count(),
         *(func.sum(c[name]) for name in TOKEN_COLUMNS),
@@ -191,13 +227,84 @@ def rollup_select(source: FromClause, dialect: str, level: Level, *where: Any) -
     return select(*keys, *sums).select_from(source).where(*(where or (true(),))).group_by(*keys)
 
 
-def _upsert(dialect: str, level: Level, rows: Select[Any]) -> Any:
+def latency_select(source: FromClause, dialect: str, level: Level, *where: Any) -> Select[Any]:
+    """The ``level`` latency histogram rows of the raw rows in ``source`` that have a latency."""
+    keys = (*_key_sql(source, dialect, level), latency_bin_sql(source.c.latency_ms))
+    return (
+        select(*keys, func.count())
+        .select_from(source)
+        .where(source.c.latency_ms.is_not(None), *where)
+        .group_by(*keys)
+    )
+
+
+def slice_value(value: Any) -> str:
+    """A dimension's value as a slice stores it: text, "" for none."""
+    return "" if value is None else str(value)
+
+
+def _slice_value_sql(column: ColumnElement[Any]) -> ColumnElement[Any]:
+    # The same text slice_value gives: CAST of a bigint is its decimal digits on both.
+    text_value = column if isinstance(column.type, String) else cast(column, String)
+    return func.coalesce(text_value, literal_column("''"))
+
+
+def slice_select(source: FromClause, dialect: str, *where: Any) -> Any:
+    """The slice rows of the raw rows in ``source``: one SELECT per dimension, UNION ALL."""
+    c = source.c
+    zero: ColumnElement[Any] = literal_column("0")
+    parts = []
+    for dimension, column in SLICE_DIMENSIONS.items():
+        keys = (DAY.sql(c.created_at, dialect), _slice_value_sql(c[column]))
+        sums = {
+            "successful_calls": func.sum(
+                case((c.success.is_(True), literal_column("1")), else_=zero)
+            ),
+            "calls": func.count(),
+            **{name: func.sum(c[name]) for name in TOKEN_COLUMNS},
+            "unpriced_calls": func.sum(
+                case((c.cost_usd.is_(None), literal_column("1")), else_=zero)
+            ),
+            **{name: func.coalesce(func.sum(c[name]), zero) for name in MONEY_COLUMNS},
+        }
+        parts.append(
+            select(literal_column(f"'{dimension}'"), *keys, *(sums[n] for n in SLICE_SUM_COLUMNS))
+            .select_from(source)
+            .where(*(where or (true(),)))
+            .group_by(*keys)
+        )
+    return union_all(*parts)
+
+
+def latency_slice_select(source: FromClause, dialect: str, *where: Any) -> Any:
+    """The latency slice rows of the raw rows in ``source`` that have a latency."""
+    c = source.c
+    parts = []
+    for dimension, column in SLICE_DIMENSIONS.items():
+        keys = (
+            DAY.sql(c.created_at, dialect),
+            _slice_value_sql(c[column]),
+            latency_bin_sql(c.latency_ms),
+        )
+        parts.append(
+            select(literal_column(f"'{dimension}'"), *keys, func.count())
+            .select_from(source)
+            .where(c.latency_ms.is_not(None), *where)
+            .group_by(*keys)
+        )
+    return union_all(*parts)
+
+
+def _upsert(dialect: str, table: Table, rows: Any = None) -> Any:
+    """Add rows (``rows``' result, else the statement's parameters) to ``table``'s sums."""
     module = postgresql if dialect == "postgresql" else sqlite
-    table = level.table
-    stmt = module.insert(table).from_select([*KEY_COLUMNS, *SUM_COLUMNS], rows)
+    keys = [col.key for col in table.primary_key.columns]
+    sums = [col.key for col in table.c if not col.primary_key]
+    stmt = module.insert(table)
+    if rows is not None:
+        stmt = stmt.from_select([*keys, *sums], rows)
     return stmt.on_conflict_do_update(
-        index_elements=list(KEY_COLUMNS),
-        set_={name: table.c[name] + stmt.excluded[name] for name in SUM_COLUMNS},
+        index_elements=keys, set_={name: table.c[name] + stmt.excluded[name] for name in sums}
     )
 
 
@@ -208,7 +315,9 @@ _SOURCE_COLUMNS = (
     "provider",
     "user_id",
     "node_name",
+    "source_type",
     "success",
+    "latency_ms",
     *TOKEN_COLUMNS,
     *MONEY_COLUMNS,
 )
@@ -226,29 +335,44 @@ def insert_with_rollup_statement(dialect: str) -> Any:
         .cte("ins")
     )
     # Data-modifying CTEs run whether or not the main statement reads them.
-    quarter = (
-        _upsert(dialect, QUARTER, rollup_select(ins, dialect, QUARTER))
+    others = [
+        _upsert(dialect, QUARTER.table, rollup_select(ins, dialect, QUARTER))
         .returning(QUARTER.table.c.calls)
-        .cte("quarter")
-    )
+        .cte("quarter"),
+        _upsert(dialect, _SLICE, slice_select(ins, dialect)).returning(_SLICE.c.calls).cte("slice"),
+        _upsert(dialect, _LATENCY_SLICE, latency_slice_select(ins, dialect))
+        .returning(_LATENCY_SLICE.c.calls)
+        .cte("latency_slice"),
+        *(
+            _upsert(dialect, level.latency_table, latency_select(ins, dialect, level))
+            .returning(level.latency_table.c.calls)
+            .cte(f"latency_{n}")
+            for n, level in enumerate(LEVELS)
+        ),
+    ]
     return (
-        _upsert(dialect, DAY, rollup_select(ins, dialect, DAY))
-        .add_cte(ins, quarter)
+        _upsert(dialect, DAY.table, rollup_select(ins, dialect, DAY))
+        .add_cte(ins, *others)
         .returning(DAY.table.c.calls)
     )
 
 
-def _sqlite_upsert_sql(level: Level) -> str:
-    columns = ", ".join((*KEY_COLUMNS, *SUM_COLUMNS))
-    marks = ", ".join("?" * (len(KEY_COLUMNS) + len(SUM_COLUMNS)))
-    sums = ", ".join(f"{name} = {name} + excluded.{name}" for name in SUM_COLUMNS)
+def _sqlite_upsert_sql(table: Table) -> str:
+    keys = [col.key for col in table.primary_key.columns]
+    sum_names = [col.key for col in table.c if not col.primary_key]
+    marks = ", ".join("?" * (len(keys) + len(sum_names)))
+    sums = ", ".join(f"{name} = {name} + excluded.{name}" for name in sum_names)
     return (
-        f"INSERT INTO {level.table.name} ({columns}) VALUES ({marks}) "
-        f"ON CONFLICT ({', '.join(KEY_COLUMNS)}) DO UPDATE SET {sums}"
+        f"INSERT INTO {table.name} ({', '.join((*keys, *sum_names))}) VALUES ({marks}) "
+        f"ON CONFLICT ({', '.join(keys)}) DO UPDATE SET {sums}"
     )
 
 
-_SQLITE_UPSERTS = [(_sqlite_upsert_sql(level), level) for level in LEVELS]
+_SQLITE_UPSERTS = [
+    (_sqlite_upsert_sql(level.table), _sqlite_upsert_sql(level.latency_table), level)
+    for level in LEVELS
+]
+_SQLITE_SLICE_UPSERTS = (_sqlite_upsert_sql(_SLICE), _sqlite_upsert_sql(_LATENCY_SLICE))
 
 
 def _units(value: Decimal | None) -> int:
@@ -259,40 +383,81 @@ def _units(value: Decimal | None) -> int:
 def sqlite_upserts(values: Mapping[str, Any]) -> list[tuple[str, tuple[Any, ...]]]:
     """SQLite: (SQL, parameters) adding one raw row's values to its rollup rows."""
     created = as_utc(values["created_at"])
-    provider, user_id = values.get("provider"), values.get("user_id")
     cost = values.get("cost_usd")
-    rest = (
-        values["model"],
-        NO_PROVIDER if provider is None else provider,
-        NO_USER if user_id is None else user_id,
-        values["node_name"],
-        bool(values["success"]),
+    key = _dimensions(values)
+    sums = (
         1,
         *(values[name] for name in TOKEN_COLUMNS),
         int(cost is None),
         *(_units(values.get(name)) for name in MONEY_COLUMNS),
     )
+    latency = values.get("latency_ms")
     result = []
-    for sql, level in _SQLITE_UPSERTS:
+    for sql, latency_sql, level in _SQLITE_UPSERTS:
         # UTCDateTime's SQLite text (SQLAlchemy's format): naive UTC, six decimals.
         b = level.floor(created)
         bucket = f"{b.year:04d}-{b.month:02d}-{b.day:02d} {b.hour:02d}:{b.minute:02d}:00.000000"
-        result.append((sql, (bucket, *rest)))
+        result.append((sql, (bucket, *key, *sums)))
+        if latency is not None:
+            result.append((latency_sql, (bucket, *key, latency_bin(latency), 1)))
+    # The slices, daily; successful_calls is their first sum column.
+    sql, latency_sql = _SQLITE_SLICE_UPSERTS
+    b = DAY.floor(created)
+    bucket = f"{b.year:04d}-{b.month:02d}-{b.day:02d} 00:00:00.000000"
+    for dimension, column in SLICE_DIMENSIONS.items():
+        value = slice_value(values.get(column))
+        result.append((sql, (dimension, bucket, value, int(bool(values["success"])), *sums)))
+        if latency is not None:
+            result.append((latency_sql, (dimension, bucket, value, latency_bin(latency), 1)))
     return result
 
 
-def _zero_sums() -> dict[str, Any]:
-    return {name: Decimal(0) if name in MONEY_COLUMNS else 0 for name in SUM_COLUMNS}
-
-
-def _batch_upsert(dialect: str, level: Level) -> Any:
-    module = postgresql if dialect == "postgresql" else sqlite
-    table = level.table
-    stmt = module.insert(table)
-    return stmt.on_conflict_do_update(
-        index_elements=list(KEY_COLUMNS),
-        set_={name: table.c[name] + stmt.excluded[name] for name in SUM_COLUMNS},
+def _dimensions(row: Mapping[str, Any]) -> tuple[Any, ...]:
+    # A raw row's rollup key after the bucket, NULLs as the key columns' sentinels.
+    provider, user_id, source = row.get("provider"), row.get("user_id"), row.get("source_type")
+    return (
+        row["model"],
+        NO_PROVIDER if provider is None else provider,
+        NO_USER if user_id is None else user_id,
+        row["node_name"],
+        NO_SOURCE if source is None else source,
+        bool(row["success"]),
     )
+
+
+def _zero_sums(names: Sequence[str] = SUM_COLUMNS) -> dict[str, Any]:
+    return {name: Decimal(0) if name in MONEY_COLUMNS else 0 for name in names}
+
+
+def _add_row(total: dict[str, Any], row: Mapping[str, Any]) -> None:
+    # One raw row into a rollup or slice row's sums.
+    total["calls"] += 1
+    if "successful_calls" in total:
+        total["successful_calls"] += bool(row["success"])
+    for name in TOKEN_COLUMNS:
+        total[name] += row[name]
+    total["unpriced_calls"] += row.get("cost_usd") is None
+    for name in MONEY_COLUMNS:
+        total[name] += row.get(name) or 0
+
+
+def _upsert_sums(
+    conn: Connection,
+    table: Table,
+    names: Sequence[str],
+    sums: Mapping[tuple[Any, ...], Any],
+    column: str | None = None,
+) -> None:
+    # Sorted keys: writers adding to the same hot rows lock them in the same order.
+    params = [
+        {
+            **dict(zip(names, key, strict=True)),
+            **(total if column is None else {column: total}),
+        }
+        for key, total in sorted(sums.items())
+    ]
+    if params:
+        conn.execute(_upsert(conn.dialect.name, table), params)
 
 
 def add_rows(conn: Connection, rows: Sequence[Mapping[str, Any]]) -> None:
@@ -302,34 +467,38 @@ def add_rows(conn: Connection, rows: Sequence[Mapping[str, Any]]) -> None:
     calls share it. Keys go in a fixed order (daily level first, then sorted), so two
     writers adding to the same hot rows always lock them in the same order.
     """
-    dialect = conn.dialect.name
+    keys = [_dimensions(row) for row in rows]
     for level in LEVELS:
         sums: dict[tuple[Any, ...], dict[str, Any]] = {}
-        for row in rows:
-            provider, user_id = row.get("provider"), row.get("user_id")
-            key = (
-                level.floor(row["created_at"]),
-                row["model"],
-                NO_PROVIDER if provider is None else provider,
-                NO_USER if user_id is None else user_id,
-                row["node_name"],
-                bool(row["success"]),
-            )
+        bins: dict[tuple[Any, ...], int] = {}
+        for row, dimensions in zip(rows, keys, strict=True):
+            key = (level.floor(row["created_at"]), *dimensions)
+            latency = row.get("latency_ms")
+            if latency is not None:
+                at = (*key, latency_bin(latency))
+                bins[at] = bins.get(at, 0) + 1
             total = sums.get(key)
             if total is None:
                 total = sums[key] = _zero_sums()
-            total["calls"] += 1
-            for name in TOKEN_COLUMNS:
-                total[name] += row[name]
-            total["unpriced_calls"] += row.get("cost_usd") is None
-            for name in MONEY_COLUMNS:
-                total[name] += row.get(name) or 0
-        params = [
-            {**dict(zip(KEY_COLUMNS, key, strict=True)), **total}
-            for key, total in sorted(sums.items())
-        ]
-        if params:
-            conn.execute(_batch_upsert(dialect, level), params)
+            _add_row(total, row)
+        _upsert_sums(conn, level.table, KEY_COLUMNS, sums)
+        _upsert_sums(conn, level.latency_table, LATENCY_KEY_COLUMNS, bins, "calls")
+    slices: dict[tuple[Any, ...], dict[str, Any]] = {}
+    slice_bins: dict[tuple[Any, ...], int] = {}
+    for row in rows:
+        day = DAY.floor(row["created_at"])
+        latency = row.get("latency_ms")
+        for dimension, column in SLICE_DIMENSIONS.items():
+            key = (dimension, day, slice_value(row.get(column)))
+            total = slices.get(key)
+            if total is None:
+                total = slices[key] = _zero_sums(SLICE_SUM_COLUMNS)
+            _add_row(total, row)
+            if latency is not None:
+                at = (*key, latency_bin(latency))
+                slice_bins[at] = slice_bins.get(at, 0) + 1
+    _upsert_sums(conn, _SLICE, SLICE_KEY_COLUMNS, slices)
+    _upsert_sums(conn, _LATENCY_SLICE, (*SLICE_KEY_COLUMNS, "bin"), slice_bins, "calls")
 
 
 def raw_columns() -> tuple[str, ...]:
@@ -343,7 +512,7 @@ def raw_columns() -> tuple[str, ...]:
 def _apply_statement(table: Table) -> Any:
     return (
         update(table)
-        .where(*(table.c[name] == bindparam(f"k_{name}") for name in KEY_COLUMNS))
+        .where(*(col == bindparam(f"k_{col.key}") for col in table.primary_key.columns))
         .values(
             {
                 name: table.c[name] + bindparam(f"d_{name}", type_=table.c[name].type)
@@ -353,21 +522,21 @@ def _apply_statement(table: Table) -> Any:
     )
 
 
-_APPLY_DELTAS = {level.name: _apply_statement(level.table) for level in LEVELS}
+_APPLY_DELTAS = {level.name: (_apply_statement(level.table), KEY_COLUMNS) for level in LEVELS}
+_APPLY_DELTAS["slice"] = (_apply_statement(_SLICE), SLICE_KEY_COLUMNS)
 
 
 def rollup_keys(row: Mapping[str, Any]) -> list[tuple[Any, ...]]:
-    """The rollup keys of one raw row (a mapping of its columns), one per level."""
-    provider = row["provider"]
-    user_id = row["user_id"]
-    rest = (
-        row["model"],
-        NO_PROVIDER if provider is None else provider,
-        NO_USER if user_id is None else user_id,
-        row["node_name"],
-        bool(row["success"]),
-    )
-    return [(level.name, level.floor(row["created_at"]), *rest) for level in LEVELS]
+    """The rollup keys of one raw row (a mapping of its columns): one per level, then one
+    per slice dimension (``"slice"``, dimension, day, value)."""
+    rest = _dimensions(row)
+    keys = [(level.name, level.floor(row["created_at"]), *rest) for level in LEVELS]
+    day = DAY.floor(row["created_at"])
+    keys += [
+        ("slice", dimension, day, slice_value(row[column]))
+        for dimension, column in SLICE_DIMENSIONS.items()
+    ]
+    return keys
 
 
 def cost_delta(old: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, Any]:
@@ -383,14 +552,14 @@ def cost_delta(old: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, Any]
 def apply_deltas(conn: Connection, deltas: Mapping[tuple[Any, ...], Mapping[str, Any]]) -> None:
     """Add per-key deltas (keys from ``rollup_keys``, values from ``cost_delta``) to the
     rollup rows, in ``conn``'s transaction (which holds ``lock_writers``)."""
-    for level in LEVELS:
+    for name, (statement, columns) in _APPLY_DELTAS.items():
         params = []
-        for key in sorted((k for k in deltas if k[0] == level.name), key=repr):
-            entry = {f"k_{name}": value for name, value in zip(KEY_COLUMNS, key[1:], strict=True)}
-            entry.update({f"d_{name}": value for name, value in deltas[key].items()})
+        for key in sorted((k for k in deltas if k[0] == name), key=repr):
+            entry = {f"k_{col}": value for col, value in zip(columns, key[1:], strict=True)}
+            entry.update({f"d_{col}": value for col, value in deltas[key].items()})
             params.append(entry)
         if params:
-            conn.execute(_APPLY_DELTAS[level.name], params)
+            conn.execute(statement, params)
 
 
 def add_delta(total: dict[str, Any], delta: Mapping[str, Any]) -> None:
@@ -436,7 +605,8 @@ def rebuild(
     on_batch: Callable[[int], None] | None = None,
     windows: list[tuple[datetime | None, datetime | None]] | None = None,
 ) -> int:
-    """Recompute both rollup levels from the UTC day of ``since`` on (all when None).
+    """Recompute both rollup levels, their latency histograms and the slices from the UTC
+    day of ``since`` on (all when None).
 
     One short transaction per ``step`` (whole days) of time: it deletes that window's
     rollup rows and inserts them again from a GROUP BY over the window's raw rows. Writers
@@ -470,10 +640,21 @@ def rebuild_window(lo: datetime | None, hi: datetime | None) -> int:
             table = level.table
             where = within(table.c.bucket, lo, hi)
             conn.execute(delete(table).where(*where))
-            conn.execute(_upsert(dialect, level, rollup_select(_RAW, dialect, level, *where_raw)))
+            conn.execute(_upsert(dialect, table, rollup_select(_RAW, dialect, level, *where_raw)))
+            latency = level.latency_table
+            conn.execute(delete(latency).where(*within(latency.c.bucket, lo, hi)))
+            conn.execute(
+                _upsert(dialect, latency, latency_select(_RAW, dialect, level, *where_raw))
+            )
             # Counted, not rowcount: psycopg reports -1 for an INSERT ... ON CONFLICT.
             if level is QUARTER:
                 written = conn.execute(
                     select(func.count()).select_from(table).where(*where)
                 ).scalar_one()
+        for table, select_rows in (
+            (_SLICE, slice_select),
+            (_LATENCY_SLICE, latency_slice_select),
+        ):
+            conn.execute(delete(table).where(*within(table.c.bucket, lo, hi)))
+            conn.execute(_upsert(dialect, table, select_rows(_RAW, dialect, *where_raw)))
         return written

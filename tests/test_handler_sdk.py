@@ -115,6 +115,25 @@ def test_stream_with_usage(app, fake_provider, flavour, handler):
         assert fake_provider.requests[0].json["stream_options"] == {"include_usage": True}
 
 
+def test_stream_records_time_to_first_token(app, fake_provider, flavour, handler):
+    if flavour.name == "gemini":
+        body = sse(gemini_stream_events(flavour.served_model), done=False)
+    else:
+        body = sse(openai_stream_events(flavour.served_model, include_usage=True))
+    events = body.count("data:")
+    fake_provider.enqueue(body, sse=True, delay=0.1)  # 100 ms between events
+    list(flavour.build(fake_provider).stream("hi", config=cfg(handler)))
+    row = only_row(app)
+    # The first token comes with the first events; pauses of 100 ms follow it.
+    assert events >= 3
+    assert row.ttft_ms is not None and 0 <= row.ttft_ms
+    assert row.latency_ms - row.ttft_ms >= 100
+    # Not streamed: no first token to time.
+    flavour.build(fake_provider).invoke("hi", config=cfg(handler))
+    streamed, invoked = usage_rows(app)
+    assert (streamed.id, invoked.ttft_ms) == (row.id, None)
+
+
 def test_astream_with_usage(app, fake_provider, flavour, handler):
     async def run() -> str:
         return "".join(

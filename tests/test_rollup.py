@@ -15,7 +15,7 @@ from support.helpers import utc
 from support.rollup_check import assert_rollups_match, record_many, stored_rollups, write_rows
 
 from llm_tracker import LLMUsage, db, flush, get_spool, record_usage
-from llm_tracker.models import NO_PROVIDER, NO_USER
+from llm_tracker.models import NO_PROVIDER, NO_SOURCE, NO_USER
 from llm_tracker.rollup import QUARTER
 
 
@@ -71,15 +71,21 @@ def test_insert_adds_to_its_rollup_row_exactly(app_ctx):
         run_id="r1",
     )
     record_usage(
-        "mystery-model", 10, 5, success=False, error="boom", created_at=utc(2026, 1, 1, 10, 15)
+        "mystery-model",
+        10,
+        5,
+        success=False,
+        error="boom",
+        created_at=utc(2026, 1, 1, 10, 15),
+        metadata={"source_type": "batch"},
     )
     assert_rollups_match()
     rollups = stored_rollups()
     assert set(rollups) == {
-        (utc(2026, 1, 1, 10, 0), "gpt-4o-mini", "openai", 7, "a", True),
-        (utc(2026, 1, 1, 10, 15), "mystery-model", NO_PROVIDER, NO_USER, "unknown", False),
+        (utc(2026, 1, 1, 10, 0), "gpt-4o-mini", "openai", 7, "a", NO_SOURCE, True),
+        (utc(2026, 1, 1, 10, 15), "mystery-model", NO_PROVIDER, NO_USER, "unknown", "batch", False),
     }
-    first = rollups[(utc(2026, 1, 1, 10, 0), "gpt-4o-mini", "openai", 7, "a", True)]
+    first = rollups[(utc(2026, 1, 1, 10, 0), "gpt-4o-mini", "openai", 7, "a", NO_SOURCE, True)]
     assert first["calls"] == 2
     assert first["prompt_tokens"] == 3000
     assert first["completion_tokens"] == 400
@@ -91,7 +97,7 @@ def test_insert_adds_to_its_rollup_row_exactly(app_ctx):
     # 0.075 + 100 x 0.60 = 195 µ$, then 2000 x 0.15 + 300 x 0.60 = 480 µ$.
     assert first["cost_usd"] == Decimal("0.000675000000")
     unpriced = rollups[
-        (utc(2026, 1, 1, 10, 15), "mystery-model", NO_PROVIDER, NO_USER, "unknown", False)
+        (utc(2026, 1, 1, 10, 15), "mystery-model", NO_PROVIDER, NO_USER, "unknown", "batch", False)
     ]
     assert unpriced["calls"] == unpriced["unpriced_calls"] == 1
     assert unpriced["cost_usd"] == Decimal(0)

@@ -14,7 +14,14 @@ from genai_prices.types import ModelPrice
 from sqlalchemy import delete, event
 
 from llm_tracker import LLMUsage, db, flush
-from llm_tracker.models import LLMUsageRollup, LLMUsageRollupDay
+from llm_tracker.models import (
+    LLMLatencyRollup,
+    LLMLatencyRollupDay,
+    LLMLatencySliceDay,
+    LLMUsageRollup,
+    LLMUsageRollupDay,
+    LLMUsageSliceDay,
+)
 
 # A custom price rule for a model genai-prices does not know (USD per million tokens).
 ACME_RULE = {
@@ -55,12 +62,16 @@ def run_cli(app: Flask, *args: str) -> str:
 
 
 def clear_usage() -> None:
-    """Delete every usage row and both rollup tables' rows (in an app context)."""
+    """Delete every usage row and every rollup table's rows (in an app context)."""
     flush()  # nothing recorded before may land after
     with db.engine.begin() as conn:
         conn.execute(delete(LLMUsage))
         conn.execute(delete(LLMUsageRollup))
         conn.execute(delete(LLMUsageRollupDay))
+        conn.execute(delete(LLMLatencyRollup))
+        conn.execute(delete(LLMLatencyRollupDay))
+        conn.execute(delete(LLMUsageSliceDay))
+        conn.execute(delete(LLMLatencySliceDay))
 
 
 @contextmanager

@@ -9,16 +9,26 @@ from typing import Any
 from sqlalchemy import select
 
 from llm_tracker import LLMUsage, db, flush
+from llm_tracker.latency import latency_bin
+from llm_tracker.models import LLMLatencySliceDay, LLMUsageSliceDay
 from llm_tracker.rollup import (
+    DAY,
     KEY_COLUMNS,
+    LATENCY_KEY_COLUMNS,
     LEVELS,
     MONEY_COLUMNS,
     QUARTER,
+    SLICE_DIMENSIONS,
+    SLICE_SUM_COLUMNS,
     SUM_COLUMNS,
     TOKEN_COLUMNS,
     Level,
     rollup_keys,
+    slice_value,
 )
+
+# The raw columns a rollup key is made of.
+KEY_SOURCE = ("created_at", "model", "provider", "user_id", "node_name", "source_type", "success")
 
 
 def assert_rollups_match() -> None:
@@ -26,6 +36,64 @@ def assert_rollups_match() -> None:
     flush()
     for level in LEVELS:
         assert stored_rollups(level) == expected_rollups(level), level.name
+        assert stored_latency(level) == expected_latency(level), level.name
+    assert stored_slices() == expected_slices()
+    assert stored_slices(latency=True) == expected_slices(latency=True)
+
+
+def stored_slices(latency: bool = False) -> dict[tuple[Any, ...], Any]:
+    """The slice table (or its latency histogram): key -> sums (or calls)."""
+    model = LLMLatencySliceDay if latency else LLMUsageSliceDay
+    names = [c.key for c in model.__table__.primary_key.columns]
+    sums = [c.key for c in model.__table__.c if not c.primary_key]
+    found = {}
+    for r in db.session.execute(select(model)).scalars():
+        values = {s: getattr(r, s) for s in sums}
+        found[tuple(getattr(r, k) for k in names)] = values["calls"] if latency else values
+    return found
+
+
+def expected_slices(latency: bool = False) -> dict[tuple[Any, ...], Any]:
+    """The slices computed in Python from every raw row."""
+    result: dict[tuple[Any, ...], Any] = {}
+    for row in db.session.execute(select(LLMUsage)).scalars():
+        day = DAY.floor(row.created_at)
+        for dimension, column in SLICE_DIMENSIONS.items():
+            key = (dimension, day, slice_value(getattr(row, column)))
+            if latency:
+                if row.latency_ms is not None:
+                    at = (*key, latency_bin(row.latency_ms))
+                    result[at] = result.get(at, 0) + 1
+                continue
+            sums = result.setdefault(
+                key, {s: Decimal(0) if s in MONEY_COLUMNS else 0 for s in SLICE_SUM_COLUMNS}
+            )
+            sums["calls"] += 1
+            sums["successful_calls"] += row.success
+            for name in TOKEN_COLUMNS:
+                sums[name] += getattr(row, name)
+            sums["unpriced_calls"] += row.cost_usd is None
+            for name in MONEY_COLUMNS:
+                sums[name] += getattr(row, name) or Decimal(0)
+    return result
+
+
+def stored_latency(level: Level = QUARTER) -> dict[tuple[Any, ...], int]:
+    """A latency histogram table: (key..., bin) -> calls."""
+    rows = db.session.execute(select(level.latency_model)).scalars().all()
+    return {tuple(getattr(r, k) for k in LATENCY_KEY_COLUMNS): r.calls for r in rows}
+
+
+def expected_latency(level: Level = QUARTER) -> dict[tuple[Any, ...], int]:
+    """The latency histogram of ``level`` computed in Python from every raw row."""
+    result: dict[tuple[Any, ...], int] = defaultdict(int)
+    for row in db.session.execute(select(LLMUsage)).scalars():
+        if row.latency_ms is None:
+            continue
+        values = {c: getattr(row, c) for c in KEY_SOURCE}
+        key = next(k for k in rollup_keys(values) if k[0] == level.name)
+        result[(*key[1:], latency_bin(row.latency_ms))] += 1
+    return dict(result)
 
 
 def stored_rollups(level: Level = QUARTER) -> dict[tuple[Any, ...], dict[str, Any]]:
@@ -45,10 +113,7 @@ def expected_rollups(level: Level = QUARTER) -> dict[tuple[Any, ...], dict[str, 
         lambda: {s: Decimal(0) if s in MONEY_COLUMNS else 0 for s in SUM_COLUMNS}
     )
     for row in db.session.execute(select(LLMUsage)).scalars():
-        values = {
-            c: getattr(row, c)
-            for c in ("created_at", "model", "provider", "user_id", "node_name", "success")
-        }
+        values = {c: getattr(row, c) for c in KEY_SOURCE}
         key = next(k for k in rollup_keys(values) if k[0] == level.name)
         sums = result[key[1:]]
         sums["calls"] += 1
