@@ -69,9 +69,15 @@ def _parse_query(
     tz: str | tzinfo | None = None,
     priced_filter: bool | str | None = None,
     model_exact: str | None = None,
+    node_name: str | None = None,
+    source_type: str | None = None,
+    provider: str | None = None,
 ) -> _Query:
     filters = Filters(
         user_id=parse_user_id(user_id),
+        node_name=parse_text(node_name, "node_name"),
+        source_type=parse_text(source_type, "source_type"),
+        provider=parse_text(provider, "provider"),
         model=parse_text(model_filter, "model"),
         model_exact=parse_text(model_exact, "model_exact"),
         success=parse_bool(success_filter, "success"),
@@ -91,6 +97,9 @@ def usage_filters(
     tz: str | tzinfo | None = None,
     priced_filter: bool | str | None = None,
     model_exact: str | None = None,
+    node_name: str | None = None,
+    source_type: str | None = None,
+    provider: str | None = None,
 ) -> list[ColumnElement[bool]]:
     """The WHERE conditions of the list's filters; bad values raise ``ValueError``."""
     return _parse_query(
@@ -102,6 +111,9 @@ def usage_filters(
         tz=tz,
         priced_filter=priced_filter,
         model_exact=model_exact,
+        node_name=node_name,
+        source_type=source_type,
+        provider=provider,
     ).conditions()
 
 
@@ -146,11 +158,15 @@ def get_llm_usage_list(
     tz: str | tzinfo | None = None,
     priced_filter: bool | str | None = None,
     model_exact: str | None = None,
+    node_name: str | None = None,
+    source_type: str | None = None,
+    provider: str | None = None,
 ) -> dict[str, Any]:
     """One page of usage rows, newest first, with the total count of matching rows.
 
     ``model_filter`` is a case-insensitive substring, ``model_exact`` one model name
-    matched exactly (case and all; both given, a row must match both), ``success_filter`` and
+    matched exactly (case and all; both given, a row must match both), ``node_name``,
+    ``source_type`` and ``provider`` exact values, ``success_filter`` and
     ``priced_filter`` ``"true"`` / ``"false"`` (or a bool; ``priced_filter=False`` finds
     the rows no price source knew); dates as in ``llm_usage_stats``. Bad values raise
     ``ValueError``.
@@ -166,6 +182,9 @@ def get_llm_usage_list(
         tz=tz,
         priced_filter=priced_filter,
         model_exact=model_exact,
+        node_name=node_name,
+        source_type=source_type,
+        provider=provider,
     )
     if query.filters.model is not None:
         # Exact names, so the (model, created_at) index serves the page and the count.
@@ -191,14 +210,18 @@ def _filter_args(params: Mapping[str, Any]) -> dict[str, Any]:
         "tz": params.get("tz"),
         "priced_filter": params.get("priced"),
         "model_exact": params.get("model_exact"),
+        "node_name": params.get("node_name"),
+        "source_type": params.get("source_type"),
+        "provider": params.get("provider"),
     }
 
 
 def get_llm_usage_list_from_query(params: Mapping[str, Any]) -> dict[str, Any]:
     """``get_llm_usage_list`` from query parameters.
 
-    Reads ``page``, ``page_size``, ``user_id``, ``model``, ``model_exact``, ``success``,
-    ``priced``, ``start_date``, ``end_date`` and ``tz``; empty values count as absent.
+    Reads ``page``, ``page_size``, ``user_id``, ``model``, ``model_exact``, ``node_name``,
+    ``source_type``, ``provider``, ``success``, ``priced``, ``start_date``, ``end_date`` and
+    ``tz``; empty values count as absent.
     """
     return get_llm_usage_list(
         page=params.get("page"), page_size=params.get("page_size"), **_filter_args(params)
@@ -220,7 +243,8 @@ def get_llm_usage(usage_id: str | uuid.UUID) -> dict[str, Any] | None:
 
 
 # Every column but the idempotency key, in the model's order, with the user's name beside
-# the id (metadata, the widest, is the model's last column).
+# the id (the second release's columns come after metadata, so the first release's header
+# is this one's beginning).
 _COLUMNS = tuple(col.key for col in LLMUsage.__table__.c if col.key != "run_id")
 _ATTRIBUTES = {
     col.key: attr.key for attr in LLMUsage.__mapper__.column_attrs for col in attr.columns

@@ -17,7 +17,15 @@ from typing import Any
 
 from flask import Blueprint, Flask, Response, abort, jsonify, request, stream_with_context
 from flask_login import current_user
-from marshmallow import RAISE, Schema, ValidationError, fields, pre_load, validate
+from marshmallow import (
+    RAISE,
+    Schema,
+    ValidationError,
+    fields,
+    pre_load,
+    validate,
+    validates_schema,
+)
 from werkzeug.exceptions import BadRequest, HTTPException
 from werkzeug.wrappers import Response as BaseResponse
 
@@ -29,7 +37,7 @@ from .llm_usage import (
     get_llm_usage_list_from_query,
     iter_llm_usage_csv,
 )
-from .llm_usage_stats import GRANULARITIES, get_token_stats_from_query
+from .llm_usage_stats import DIMENSIONS, GRANULARITIES, MAX_GROUPS, get_token_stats_from_query
 from .models import is_admin
 from .params import USER_ID_MAX, USER_ID_MIN, parse_tz, parse_when
 
@@ -79,23 +87,40 @@ class _Query(Schema):
         return {key: value for key, value in data.items() if value != ""}
 
 
-class TokenStatsQuery(_Query):
-    """Query parameters of ``GET token-stats/``."""
-
-    granularity = fields.String(validate=validate.OneOf(sorted(GRANULARITIES)))
-
-
-_MODEL_NAME = [
+_TEXT = [
     validate.Length(max=MAX_MODEL_FILTER),
     validate.ContainsNoneOf(["\x00"], error="must not contain NUL characters"),
 ]
+_DIMENSION = validate.OneOf(list(DIMENSIONS))
 
 
-class LLMUsageExportQuery(_Query):
+class _Filtered(_Query):
+    """The filters every statistic and the list take."""
+
+    model = fields.String(validate=_TEXT)  # a case-insensitive substring
+    model_exact = fields.String(validate=_TEXT)  # one model name, exactly
+    node_name = fields.String(validate=_TEXT)
+    source_type = fields.String(validate=_TEXT)
+    provider = fields.String(validate=_TEXT)
+
+
+class TokenStatsQuery(_Filtered):
+    """Query parameters of ``GET token-stats/``."""
+
+    granularity = fields.String(validate=validate.OneOf(sorted(GRANULARITIES)))
+    group_by = fields.String(validate=_DIMENSION)
+    series_by = fields.String(validate=_DIMENSION)
+    limit = fields.Integer(strict=False, validate=validate.Range(min=1, max=MAX_GROUPS))
+
+    @validates_schema
+    def _series_needs_granularity(self, data: Mapping[str, Any], **_kwargs: Any) -> None:
+        if "series_by" in data and "granularity" not in data:
+            raise ValidationError("needs a granularity ('day', 'month' or 'year')", "series_by")
+
+
+class LLMUsageExportQuery(_Filtered):
     """Query parameters of ``GET llm-usage/export.csv``: the list's filters."""
 
-    model = fields.String(validate=_MODEL_NAME)  # a case-insensitive substring
-    model_exact = fields.String(validate=_MODEL_NAME)  # one model name, exactly
     success = fields.Boolean(truthy={"true", "True", "TRUE"}, falsy={"false", "False", "FALSE"})
     priced = fields.Boolean(truthy={"true", "True", "TRUE"}, falsy={"false", "False", "FALSE"})
 

@@ -36,6 +36,7 @@ def rows(app, admin_user, regular_user):
                 cached_tokens=10,
                 user_id=1,
                 created_at=utc(2026, 1, 10, 8, 0),
+                latency_ms=120,
             ),
             record_usage(
                 "gpt-4o",
@@ -44,6 +45,7 @@ def rows(app, admin_user, regular_user):
                 user_id=2,
                 metadata={"doc": "a.pdf"},
                 created_at=utc(2026, 1, 10, 9, 30),
+                latency_ms=900,
             ),
             record_usage(
                 "gpt-4o-mini",
@@ -134,6 +136,9 @@ def test_token_stats_shape(admin_client):
             # micro-USD: 44.25 (gpt-4o-mini, 10 cached) + 4500 (gpt-4o) + 3 (gpt-4o-mini)
             "total_cost_usd": "0.004547250",
             "cache_savings_usd": "0.000000750",
+            # 120 and 900 ms (the failed call has none), reported as their bins' middles
+            "latency_ms_p50": 122,
+            "latency_ms_p95": 883,
         },
         "by_model": [
             {
@@ -145,6 +150,8 @@ def test_token_stats_shape(admin_client):
                 **zeros,
                 "total_cost_usd": "0.004500000",
                 "unpriced_calls": 0,
+                "latency_ms_p50": 883,
+                "latency_ms_p95": 883,
             },
             {
                 "model": "gpt-4o-mini",
@@ -156,6 +163,8 @@ def test_token_stats_shape(admin_client):
                 "total_reasoning_tokens": 0,
                 "total_cost_usd": "0.000047250",
                 "unpriced_calls": 0,
+                "latency_ms_p50": 122,
+                "latency_ms_p95": 122,
             },
         ],
         "series": [
@@ -236,11 +245,13 @@ def test_llm_usage_shape(admin_client, rows):
         "output_cost_usd": "0.002000000",
         "cache_savings_usd": "0.000000000",
         "price_source": "genai-prices 0.2.3: openai/gpt-4o",
-        "latency_ms": None,
+        "latency_ms": 900,
         "success": True,
         "error": None,
         "created_at": "2026-01-10T09:30:00+00:00",
         "metadata": {"doc": "a.pdf", "node_name": "unknown"},
+        "source_type": None,
+        "ttft_ms": None,
     }
     assert data["results"][0]["username"] is None
     assert data["results"][0]["success"] is False
@@ -302,7 +313,26 @@ def test_llm_usage_filters(admin_client):
         (USAGE, "model=a%00b", "model: must not contain NUL characters"),
         (USAGE, "model_exact=a%00b", "model_exact: must not contain NUL characters"),
         (USAGE, "model_exact=" + "m" * 201, "model_exact: Longer than maximum length 200."),
-        (STATS, "model_exact=gpt-4o", "model_exact: Unknown field."),
+        (STATS, "model_exact=" + "m" * 201, "model_exact: Longer than maximum length 200."),
+        (
+            STATS,
+            "group_by=team",
+            "group_by: Must be one of: user, node, source_type, provider, model.",
+        ),
+        (
+            STATS,
+            "series_by=day",
+            "series_by: Must be one of: user, node, source_type, provider, model.",
+        ),
+        (
+            STATS,
+            "group_by=user&limit=0",
+            "limit: Must be greater than or equal to 1 and less than or equal to 1000.",
+        ),
+        (STATS, "series_by=user", "series_by: needs a granularity ('day', 'month' or 'year')"),
+        (STATS, "node_name=a%00b", "node_name: must not contain NUL characters"),
+        (USAGE, "provider=" + "p" * 201, "provider: Longer than maximum length 200."),
+        (USAGE, "group_by=user", "group_by: Unknown field."),
     ],
 )
 def test_bad_query_values_get_400_json(admin_client, url, query, message):

@@ -35,6 +35,8 @@ def rows(app, admin_user, regular_user):
                 node_name="interpret",
                 metadata={"doc": "a.pdf", "pages": 3},
                 created_at=utc(2026, 1, 10, 8, 0),
+                source_type="upload",
+                ttft_ms=40,
             ),
             record_usage("acme-llm-7", 10, 5, created_at=utc(2026, 1, 10, 9, 0)),
             record_usage(
@@ -97,17 +99,40 @@ def test_export_has_a_header_and_one_line_per_row(admin_client, rows):
         "success": "true",
         "error": "",
         "metadata": json.dumps(
-            {"doc": "a.pdf", "node_name": "interpret", "pages": 3}, sort_keys=True
+            {"doc": "a.pdf", "node_name": "interpret", "pages": 3, "source_type": "upload"},
+            sort_keys=True,
         ),
+        "source_type": "upload",
+        "ttft_ms": "40",
     }
     # An unpriced row has empty cost cells; a user id no user has, an empty username.
     assert (exported[2]["cost_usd"], exported[2]["price_source"]) == ("", "")
     assert (exported[0]["user_id"], exported[0]["username"]) == ("99", "")
 
 
+def test_export_header_starts_with_the_first_releases(admin_client, rows):
+    header = admin_client.get(EXPORT).get_data(as_text=True).splitlines()[0].split(",")
+    # The first release's 24 columns in their places, then the second release's.
+    assert header[:24] == [
+        "id", "created_at", "user_id", "username", "model", "requested_model", "deployment",
+        "provider", "node_name", "prompt_tokens", "completion_tokens", "total_tokens",
+        "cached_tokens", "cache_write_tokens", "reasoning_tokens", "cost_usd", "input_cost_usd",
+        "output_cost_usd", "cache_savings_usd", "price_source", "latency_ms", "success",
+        "error", "metadata",
+    ]  # fmt: skip
+    assert header[24:] == ["source_type", "ttft_ms"]
+
+
 def test_export_applies_the_list_filters(admin_client, rows):
     def ids(**query):
         return [r["id"] for r in read_csv(admin_client.get(EXPORT, query_string=query))]
+
+    # The second release's exact filters.
+    assert ids(node_name="interpret") == [rows[0]]
+    assert ids(source_type="upload") == [rows[0]]
+    assert ids(provider="openai") == [rows[0]]
+    assert ids(node_name="unknown", model_exact="gpt-4o") == [rows[2]]
+    assert ids(node_name="interpre") == []  # exact, not a substring
 
     assert ids(model="MINI") == [rows[3], rows[0]]
     assert ids(priced="false") == [rows[1]]

@@ -44,7 +44,12 @@ rows = st.lists(
             "provider": st.sampled_from([None, "openai", "azure"]),
             "user_id": st.sampled_from([None, 1, 2]),
             "node": st.sampled_from(["n1", "n2"]),
+            "source": st.sampled_from([None, "api", "batch"]),
             "success": st.booleans(),
+            # Bin edges and their neighbours, and anything up to the column's limit.
+            "latency": st.none()
+            | st.sampled_from([0, 1, 11, 12, 13, 1000, 2**31 - 1])
+            | st.integers(0, 2**31 - 1),
             "prompt": st.integers(0, 5000),
             "completion": st.integers(0, 500),
             "cached": st.integers(0, 100),
@@ -113,26 +118,33 @@ def _stats(start, end, user_id, tz, granularity):
     )
 
 
+def record_rows(base: datetime, data) -> None:
+    """Replace every usage row with the rows ``data`` describes (in an app context)."""
+    clear_usage()
+    for r in data:
+        record_usage(
+            r["model"],
+            r["prompt"],
+            r["completion"],
+            cached_tokens=min(r["cached"], r["prompt"]),
+            user_id=r["user_id"],
+            provider=r["provider"],
+            node_name=r["node"],
+            source_type=r["source"],
+            success=r["success"],
+            created_at=_instant(base, r),
+            latency_ms=r["latency"],
+        )
+    flush()
+
+
 @settings(
     max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
 @given(base=st.sampled_from(BASES), data=rows, asked=queries)
 def test_rollup_stats_equal_raw_scan(app, base, data, asked):
     with app.app_context():
-        clear_usage()
-        for r in data:
-            record_usage(
-                r["model"],
-                r["prompt"],
-                r["completion"],
-                cached_tokens=min(r["cached"], r["prompt"]),
-                user_id=r["user_id"],
-                provider=r["provider"],
-                node_name=r["node"],
-                success=r["success"],
-                created_at=_instant(base, r),
-            )
-        flush()
+        record_rows(base, data)
         for q in asked:
             if q["end"] is None and q["granularity"] == "day":
                 # Without an end a series runs to now: keep hourly ones small.
@@ -184,13 +196,15 @@ def test_whole_buckets_are_read_from_the_rollup_table(app_ctx):
         ragged = get_summary_stats("2026-01-10T10:07:00Z", "2026-01-10T11:59:59.999999Z")
     assert aligned["total_calls"] == 5 and ragged["total_calls"] == 3
     raw_table = re.compile(r"FROM llm_tracker_usage\b(?!_rollup)")
-    # Whole buckets only: the rollup table alone.
-    assert "FROM llm_tracker_usage_rollup" in statements[0]
-    assert not raw_table.search(statements[0])
-    # 10:07-10:15 from raw rows, the rest from rollups, in one statement.
-    assert "FROM llm_tracker_usage_rollup" in statements[1]
-    assert raw_table.search(statements[1])
-    assert len(statements) == 2
+    # Per summary: one statement for the sums, one for the latency histogram.
+    assert len(statements) == 4
+    for sums, rollup in ((0, "llm_tracker_usage_rollup"), (1, "llm_tracker_latency_rollup")):
+        # Whole buckets only: the rollup table alone.
+        assert f"FROM {rollup}" in statements[sums]
+        assert not raw_table.search(statements[sums])
+        # 10:07-10:15 from raw rows, the rest from rollups, in one statement.
+        assert f"FROM {rollup}" in statements[sums + 2]
+        assert raw_table.search(statements[sums + 2])
 
 
 @pytest.mark.parametrize("tz", ["Asia/Kathmandu", "America/New_York"])

@@ -42,6 +42,7 @@ def add(
     reasoning=0,
     success=True,
     user_id=None,
+    latency=None,
 ):
     record_usage(
         model,
@@ -53,6 +54,7 @@ def add(
         error=None if success else "RateLimitError: 429",
         user_id=user_id,
         created_at=when,
+        latency_ms=latency,
     )
 
 
@@ -61,13 +63,23 @@ def seed_rows():
 
     Costs at genai-prices' rates (USD per million input / cached input / output):
     gpt-4o-mini 0.15 / 0.075 / 0.60, gpt-4o 2.50 / 1.25 / 10.00, o3-mini 1.10 / 0.55 / 4.40.
+    Latencies (ms) fall in the histogram bins (see llm_tracker.latency) 113-132 (reported
+    as 122), 813-958 (883), 2585-3049 (2807), 44-50 (47) and 217-255 (235); one row has none.
     """
-    add(utc(2026, 1, 10, 8, 0), "gpt-4o-mini", 100, 50, cached=10, user_id=1)
-    add(utc(2026, 1, 10, 9, 30), "gpt-4o", 1000, 200, user_id=2)
-    add(utc(2026, 1, 10, 23, 59, 59, 999999), "o3-mini", 300, 400, reasoning=250, user_id=1)
-    add(utc(2026, 1, 11, 0, 0), "gpt-4o-mini", 20, 0, success=False, user_id=1)
+    add(utc(2026, 1, 10, 8, 0), "gpt-4o-mini", 100, 50, cached=10, user_id=1, latency=120)
+    add(utc(2026, 1, 10, 9, 30), "gpt-4o", 1000, 200, user_id=2, latency=900)
+    add(
+        utc(2026, 1, 10, 23, 59, 59, 999999),
+        "o3-mini",
+        300,
+        400,
+        reasoning=250,
+        user_id=1,
+        latency=3000,
+    )
+    add(utc(2026, 1, 11, 0, 0), "gpt-4o-mini", 20, 0, success=False, user_id=1, latency=45)
     add(utc(2026, 1, 12, 12, 0), "gpt-4o", 5, 5)
-    add(utc(2026, 1, 9, 23, 59, 59), "o3-mini", 1, 2, user_id=2)
+    add(utc(2026, 1, 9, 23, 59, 59), "o3-mini", 1, 2, user_id=2, latency=250)
     flush()
 
 
@@ -97,6 +109,9 @@ def test_summary_all_eight_keys(app_ctx):
         "unpriced_calls": 0,
         # 10 cached tokens at 0.15 instead of 0.075 per million
         "cache_savings_usd": "0.000000750",
+        # Nearest rank of 45, 120, 250, 900, 3000: the 3rd (250) and the 5th (3000).
+        "latency_ms_p50": 235,
+        "latency_ms_p95": 2807,
     }
 
 
@@ -114,6 +129,8 @@ def test_summary_empty_database_is_zeros(app_ctx):
         },
         "total_cost_usd": "0.000000000",
         "cache_savings_usd": "0.000000000",
+        "latency_ms_p50": None,
+        "latency_ms_p95": None,
     }
 
 
@@ -131,6 +148,8 @@ def test_summary_user_filter(app_ctx):
         "total_cost_usd": "0.002137250",  # 44.25 + 2090 + 3 micro-USD
         "unpriced_calls": 0,
         "cache_savings_usd": "0.000000750",
+        "latency_ms_p50": 122,  # 45, 120, 3000: the 2nd and the 3rd
+        "latency_ms_p95": 2807,
     }
     assert get_summary_stats(user_id="2")["total_calls"] == 2
     assert get_summary_stats(user_id=99)["total_calls"] == 0
@@ -188,6 +207,9 @@ def test_by_model_sorted_by_total_tokens(app_ctx):
             "total_reasoning_tokens": 0,
             "total_cost_usd": "0.004562500",
             "unpriced_calls": 0,
+            # 900 (the other call has no latency)
+            "latency_ms_p50": 883,
+            "latency_ms_p95": 883,
         },
         {
             "model": "o3-mini",
@@ -199,6 +221,8 @@ def test_by_model_sorted_by_total_tokens(app_ctx):
             "total_reasoning_tokens": 250,
             "total_cost_usd": "0.002099900",
             "unpriced_calls": 0,
+            "latency_ms_p50": 235,  # 250, 3000
+            "latency_ms_p95": 2807,
         },
         {
             "model": "gpt-4o-mini",
@@ -210,6 +234,8 @@ def test_by_model_sorted_by_total_tokens(app_ctx):
             "total_reasoning_tokens": 0,
             "total_cost_usd": "0.000047250",
             "unpriced_calls": 0,
+            "latency_ms_p50": 47,  # 45, 120
+            "latency_ms_p95": 122,
         },
     ]
 

@@ -97,6 +97,9 @@ def test_newest_first_with_every_field(rows, app_ctx):
         "error": None,
         "created_at": "2026-01-10T08:00:00+00:00",
         "metadata": {"source_type": "api", "doc": "a.pdf", "node_name": "interpret"},
+        # The second release's columns: source_type from the metadata, no stream.
+        "source_type": "api",
+        "ttft_ms": None,
     }
     failed = data["results"][2]
     assert (failed["success"], failed["error"]) == (False, "RateLimitError: 429")
