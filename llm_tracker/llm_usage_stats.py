@@ -219,7 +219,7 @@ def _labels(dimension: str, keys: list[Any]) -> dict[Any, str | None]:
     return labels
 
 
-def _fold(dimension: str, found: Mapping[Any, Sums], limit: int) -> list[tuple[Any, Sums, int]]:
+def _fold(found: Mapping[Any, Sums], limit: int) -> list[tuple[Any, Sums, int]]:
     """The top ``limit`` ``(key, sums, 0)`` and, when more, ``(OTHERS, sums, count)``."""
     ranked = _ranked(found)
     head = [(key, sums, 0) for key, sums in ranked[:limit]]
@@ -276,7 +276,7 @@ def get_stats_by_dimension(
     )
     found = {key: sums for (_, key), sums in aggregate([span], where, column).items()}
     total = sum((sums.priced_cost for sums in found.values()), Decimal(0))
-    folded = _fold(dimension, found, top)
+    folded = _fold(found, top)
     labels = _labels(dimension, [key for key, _, _ in folded if key is not _OTHERS])
     return [
         {
@@ -378,7 +378,7 @@ def _stacked(
     totals: dict[Any, Sums] = {}
     for (_, key), sums in found.items():
         totals.setdefault(key, Sums()).add(sums)
-    folded = _fold(dimension, totals, limit)
+    folded = _fold(totals, limit)
     labels = _labels(dimension, [key for key, _, _ in folded if key is not _OTHERS])
     column = {key: n for n, (key, _, _) in enumerate(folded)}
     others = column.get(_OTHERS)
@@ -477,7 +477,9 @@ def _tiled(
         total.add(sums)
     model_latency: dict[str, dict[int, int]] = {}
     all_latency: dict[int, int] = {}
-    for (_, model), histogram in latency_histograms(spans, where, "model").items():
+    # The buckets tile the range: one span gives the same histograms in fewer rows.
+    whole = [(spans[0][0], spans[-1][1])] if spans else []
+    for (_, model), histogram in latency_histograms(whole, where, "model").items():
         for target in (model_latency.setdefault(model, {}), all_latency):
             for k, calls in histogram.items():
                 target[k] = target.get(k, 0) + calls
