@@ -36,6 +36,15 @@ CASES = {
     "dashboard non-admin 403 page": ("alice", "GET", "/", None, 403, "text/html"),
     "usage page": ("admin", "GET", "/usage?model=gpt", None, 200, "text/html"),
     "detail page": ("admin", "GET", f"/usage/{ROW}", None, 200, "text/html"),
+    "per-user view (the dashboard drilled down)": (
+        "admin",
+        "GET",
+        "/users/2",
+        None,
+        302,
+        "text/html",
+    ),
+    "static i18n script": (None, "GET", "/static/i18n.js", None, 200, "text/javascript"),
     "static script": (None, "GET", "/static/dashboard.js", None, 200, "text/javascript"),
     "static style": (None, "GET", "/static/dashboard.css", None, 200, "text/css"),
     "static chart.js": (
