@@ -53,19 +53,22 @@ MAX_GROUPS = 1000
 FILTER_NAMES = ("node_name", "source_type", "provider", "model", "model_exact")
 
 
-def _filters(user_id: int | str | None, **filters: str | None) -> Filters:
+def _filters(
+    user_id: int | str | None,
+    node_name: str | None = None,
+    source_type: str | None = None,
+    provider: str | None = None,
+    model: str | None = None,
+    model_exact: str | None = None,
+) -> Filters:
     """The calls a statistic counts; bad values raise ``ValueError``."""
-    unknown = set(filters) - set(FILTER_NAMES)
-    if unknown:
-        raise TypeError(f"unexpected filter(s): {sorted(unknown)}")
-    text = {name: parse_text(filters.get(name), name) for name in FILTER_NAMES}
     return Filters(
         user_id=parse_user_id(user_id),
-        node_name=text["node_name"],
-        source_type=text["source_type"],
-        provider=text["provider"],
-        model=text["model"],
-        model_exact=text["model_exact"],
+        node_name=parse_text(node_name, "node_name"),
+        source_type=parse_text(source_type, "source_type"),
+        provider=parse_text(provider, "provider"),
+        model=parse_text(model, "model"),
+        model_exact=parse_text(model_exact, "model_exact"),
     )
 
 
@@ -141,14 +144,7 @@ def get_summary_stats(
     (a case-insensitive substring).
     """
     span = parse_range(start_date, end_date, tz)
-    where = _filters(
-        user_id,
-        node_name=node_name,
-        source_type=source_type,
-        provider=provider,
-        model=model,
-        model_exact=model_exact,
-    )
+    where = _filters(user_id, node_name, source_type, provider, model, model_exact)
     found = aggregate([span], where)
     latency = latency_histograms([span], where)
     return {**_summary_dict(found.get((0, None))), **_latency_dict(latency.get((0, None)))}
@@ -169,14 +165,7 @@ def get_stats_by_model(
     """Calls, tokens, cost and latency per model, most tokens first (ties by model name);
     the same keyword filters as ``get_summary_stats``."""
     span = parse_range(start_date, end_date, tz)
-    where = _filters(
-        user_id,
-        node_name=node_name,
-        source_type=source_type,
-        provider=provider,
-        model=model,
-        model_exact=model_exact,
-    )
+    where = _filters(user_id, node_name, source_type, provider, model, model_exact)
     found = aggregate([span], where, "model")
     latency = latency_histograms([span], where, "model")
     return _by_model(
@@ -266,14 +255,7 @@ def get_stats_by_dimension(
     column = _dimension(dimension)
     top = parse_int(limit, "limit", 10, 1, MAX_GROUPS)
     span = parse_range(start_date, end_date, tz)
-    where = _filters(
-        user_id,
-        node_name=node_name,
-        source_type=source_type,
-        provider=provider,
-        model=model,
-        model_exact=model_exact,
-    )
+    where = _filters(user_id, node_name, source_type, provider, model, model_exact)
     found = {key: sums for (_, key), sums in aggregate([span], where, column).items()}
     total = sum((sums.priced_cost for sums in found.values()), Decimal(0))
     folded = _fold(found, top)
@@ -351,14 +333,7 @@ def get_time_series_stats(
     before (``year``); with only one bound the other is now / that window before the end.
     The same keyword filters as ``get_summary_stats``.
     """
-    where = _filters(
-        user_id,
-        node_name=node_name,
-        source_type=source_type,
-        provider=provider,
-        model=model,
-        model_exact=model_exact,
-    )
+    where = _filters(user_id, node_name, source_type, provider, model, model_exact)
     edges, spans, zone = _series_spans(granularity, start_date, end_date, tz)
     found = aggregate(spans, where)
     return _series(edges, zone, {i: sums for (i, _), sums in found.items()})

@@ -380,6 +380,11 @@ def _units(value: Decimal | None) -> int:
     return 0 if value is None else int(value.scaleb(MONEY_SCALE).to_integral_value())
 
 
+def _sqlite_bucket(b: datetime) -> str:
+    # UTCDateTime's SQLite text (SQLAlchemy's format): naive UTC, six decimals.
+    return f"{b.year:04d}-{b.month:02d}-{b.day:02d} {b.hour:02d}:{b.minute:02d}:00.000000"
+
+
 def sqlite_upserts(values: Mapping[str, Any]) -> list[tuple[str, tuple[Any, ...]]]:
     """SQLite: (SQL, parameters) adding one raw row's values to its rollup rows."""
     created = as_utc(values["created_at"])
@@ -394,16 +399,13 @@ def sqlite_upserts(values: Mapping[str, Any]) -> list[tuple[str, tuple[Any, ...]
     latency = values.get("latency_ms")
     result = []
     for sql, latency_sql, level in _SQLITE_UPSERTS:
-        # UTCDateTime's SQLite text (SQLAlchemy's format): naive UTC, six decimals.
-        b = level.floor(created)
-        bucket = f"{b.year:04d}-{b.month:02d}-{b.day:02d} {b.hour:02d}:{b.minute:02d}:00.000000"
+        bucket = _sqlite_bucket(level.floor(created))
         result.append((sql, (bucket, *key, *sums)))
         if latency is not None:
             result.append((latency_sql, (bucket, *key, latency_bin(latency), 1)))
     # The slices, daily; successful_calls is their first sum column.
     sql, latency_sql = _SQLITE_SLICE_UPSERTS
-    b = DAY.floor(created)
-    bucket = f"{b.year:04d}-{b.month:02d}-{b.day:02d} 00:00:00.000000"
+    bucket = _sqlite_bucket(DAY.floor(created))
     for dimension, column in SLICE_DIMENSIONS.items():
         value = slice_value(values.get(column))
         result.append((sql, (dimension, bucket, value, int(bool(values["success"])), *sums)))
