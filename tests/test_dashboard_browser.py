@@ -1378,7 +1378,12 @@ def test_login_and_forbidden_pages_speak_chinese(browser, app, serve):
         page.fill("input[name=username]", "alice")
         page.fill("input[name=password]", "wrong")
         page.click("button[type=submit]")
-        page.wait_for_selector("p.error")
+        # The server writes the message in English; the page's script translates it once
+        # loaded: wait for that, not just for the element.
+        page.wait_for_function(
+            "() => { const e = document.querySelector('p.error');"
+            " return e && e.textContent !== 'Invalid username or password.'; }"
+        )
         assert page.text_content("p.error") == "用户名或密码错误。"
         page.fill("input[name=password]", "pw-alice-1")
         page.click("button[type=submit]")
