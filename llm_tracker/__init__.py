@@ -8,6 +8,7 @@ import click
 from flask import Flask
 from sqlalchemy import event
 
+from .budgets import BudgetExceeded
 from .database import db, sqlite_pragmas
 from .handler import UsageHandler, track_usage
 from .models import LLMUsage, User
@@ -15,6 +16,7 @@ from .recording import get_spool, record_usage
 from .writer import EXIT_FLUSH_S, WRITE_MODES, flush
 
 __all__ = [
+    "BudgetExceeded",
     "ConfigError",
     "LLMUsage",
     "UsageHandler",
@@ -58,6 +60,13 @@ def init_app(app: Flask) -> None:
             f"got {app.config['LLM_TRACKER_WRITE_MODE']!r}"
         )
     app.config.setdefault("LLM_TRACKER_SQLITE_BUSY_TIMEOUT_MS", 30000)
+    app.config.setdefault("LLM_TRACKER_BUDGET_FAIL_CLOSED", False)
+    app.config.setdefault("LLM_TRACKER_BUDGET_DEFAULT_MAX_TOKENS", 4096)
+    app.config.setdefault("LLM_TRACKER_BUDGET_RESERVATION_TTL_S", 900)
+    app.config.setdefault("LLM_TRACKER_BUDGET_REFRESH_S", 1.0)
+    app.config.setdefault("LLM_TRACKER_BUDGET_WEBHOOK_TIMEOUT_S", 5)
+    app.config.setdefault("LLM_TRACKER_BUDGET_WEBHOOK_RETRIES", 5)
+    app.config.setdefault("LLM_TRACKER_BUDGET_WEBHOOK_BACKOFF_S", 1.0)
     app.config.setdefault("LLM_TRACKER_CUSTOM_PRICES", [])
     app.config.setdefault("LLM_TRACKER_AZURE_DEPLOYMENTS", {})
     # Built now so a bad price rule stops the app at start, not at its first LLM call.

@@ -6,7 +6,7 @@ import asyncio
 import logging
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from contextvars import ContextVar
 from dataclasses import dataclass
@@ -20,6 +20,8 @@ from langchain_core.outputs import LLMResult
 from langchain_core.tracers.context import register_configure_hook
 from typing_extensions import override
 
+from . import budgets
+from .budgets import BudgetExceeded
 from .database import current_flask_app
 from .models import LLMUsage
 from .prompt_batches import Batch, PromptBatches
@@ -75,6 +77,10 @@ class UsageHandler(BaseCallbackHandler):
                 # 15 greet
     """
 
+    # BudgetExceeded must reach the caller (LangChain logs and swallows other handler
+    # errors); nothing else this handler does ever raises.
+    raise_error = True
+
     def __init__(
         self,
         state: Mapping[str, Any] | None = None,
@@ -105,22 +111,63 @@ class UsageHandler(BaseCallbackHandler):
         run_id: UUID,
         metadata: Mapping[str, Any] | None,
         invocation_params: Mapping[str, Any] | None,
+        prompt: Sequence[Any],
         batch_size: int = 1,
     ) -> None:
-        metadata = metadata or {}
-        params = invocation_params or {}
-        run = _Run(
-            started=time.perf_counter(),
-            provider=metadata.get("ls_provider"),
-            requested_model=metadata.get("ls_model_name")
-            or params.get("model_name")
-            or params.get("model"),
-            deployment=params.get("azure_deployment") or params.get("deployment_name"),
-            graph_node=metadata.get("langgraph_node"),
-        )
-        run.batch = self._batches.join(invocation_params, batch_size)
-        with self._lock:
-            self._runs[run_id] = run
+        try:
+            metadata = metadata or {}
+            params = invocation_params or {}
+            run = _Run(
+                started=time.perf_counter(),
+                provider=metadata.get("ls_provider"),
+                requested_model=metadata.get("ls_model_name")
+                or params.get("model_name")
+                or params.get("model"),
+                deployment=params.get("azure_deployment") or params.get("deployment_name"),
+                graph_node=metadata.get("langgraph_node"),
+            )
+            run.batch = self._batches.join(invocation_params, batch_size)
+            with self._lock:
+                self._runs[run_id] = run
+            self._reserve(run_id, run, metadata, params, prompt)
+        except BudgetExceeded:
+            raise
+        except Exception:
+            logger.exception("llm_tracker: could not start tracking run %s", run_id)
+
+    def _reserve(
+        self,
+        run_id: UUID,
+        run: _Run,
+        metadata: Mapping[str, Any],
+        params: Mapping[str, Any],
+        prompt: Sequence[Any],
+    ) -> None:
+        # Before the provider is called: hold the call's most possible cost on the block
+        # budgets covering it, or refuse it as one recorded row.
+        call = {
+            "user_id": self.state.get("user_id"),
+            "node_name": self.node_name or run.graph_node or "unknown",
+            "source_type": self.state.get("source_type"),
+            "model": normalise_model(run.requested_model) or run.deployment,
+            "provider": run.provider,
+            "deployment": run.deployment,
+        }
+        inputs = budgets.prompt_bytes(prompt, params)
+        outputs = budgets.max_output_tokens(self.app, metadata, params)
+        try:
+            budgets.reserve(self.app, str(run_id), call, inputs, outputs)
+        except BudgetExceeded as exc:
+            self._forget(run_id)
+            try:
+                row = self._row(run_id, run, None, exc)
+                row["metadata"]["budget"] = exc.budget
+                row["latency_ms"] = 0
+                with self._app_context():
+                    self.last_row = record_usage(**row)
+            except Exception:
+                logger.exception("llm_tracker: could not record blocked run %s", run_id)
+            raise
 
     @override
     def on_chat_model_start(
@@ -132,8 +179,10 @@ class UsageHandler(BaseCallbackHandler):
         metadata: dict[str, Any] | None = None,
         **kwargs: Any,
     ) -> None:
-        """Remember start time, provider, requested model and LangGraph node of the run."""
-        self._start(run_id, metadata, kwargs.get("invocation_params"))
+        """Remember start time, provider, requested model and LangGraph node of the run;
+        raise ``BudgetExceeded`` when a block budget cannot take the call."""
+        prompt = messages[0] if messages else []
+        self._start(run_id, metadata, kwargs.get("invocation_params"), prompt)
 
     @override
     def on_llm_start(
@@ -147,7 +196,11 @@ class UsageHandler(BaseCallbackHandler):
     ) -> None:
         """Same as ``on_chat_model_start``, for plain (non-chat) LLMs."""
         self._start(
-            run_id, metadata, kwargs.get("invocation_params"), kwargs.get("batch_size") or 1
+            run_id,
+            metadata,
+            kwargs.get("invocation_params"),
+            prompts,
+            kwargs.get("batch_size") or 1,
         )
 
     @override

@@ -14,11 +14,13 @@ from sqlalchemy import (
     JSON,
     BigInteger,
     Boolean,
+    ForeignKey,
     Index,
     Integer,
     SmallInteger,
     String,
     Text,
+    UniqueConstraint,
     Uuid,
     text,
 )
@@ -333,3 +335,92 @@ class LLMLatencySliceDay(_SliceKey, Model):
 
     bin: Mapped[int] = mapped_column(SmallInteger, primary_key=True)
     calls: Mapped[int] = mapped_column(BigInteger)
+
+
+# --- budgets (SPEC §9) ----------------------------------------------------------------
+
+
+class Budget(Model):
+    """A spending limit per period for everyone, one user / node / source type / model,
+    or each of them separately (``scope_value`` None); see ``llm_tracker.budgets``."""
+
+    __tablename__ = "llm_tracker_budget"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    scope: Mapped[str] = mapped_column(String(20))  # global | user | node | source_type | model
+    scope_value: Mapped[str | None] = mapped_column(String(200))  # None: each value apart
+    period: Mapped[str] = mapped_column(String(10))  # day | week | month, calendar, in tz
+    tz: Mapped[str] = mapped_column(String(64), default="UTC")
+    limit_usd: Mapped[Decimal | None] = mapped_column(Money)
+    limit_tokens: Mapped[int | None] = mapped_column(BigInteger)
+    action: Mapped[str] = mapped_column(String(10), default="block")  # block | alert
+    # Fractions of the limit that alert, as decimal strings ("0.8"): exact, and the alert
+    # table's key.
+    thresholds: Mapped[list[str]] = mapped_column(JSONType, default=lambda: ["0.8", "1"])
+    webhook_url: Mapped[str | None] = mapped_column(String(2000))
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+    def __repr__(self) -> str:
+        return f"<Budget {self.name!r} {self.scope}={self.scope_value!r} per {self.period}>"
+
+
+class BudgetCounter(Model):
+    """What one budget's scope key spent (committed rows) and holds reserved (calls in
+    flight) in one period. Reservations change it with one conditional statement, so the
+    check and the hold are atomic across processes."""
+
+    __tablename__ = "llm_tracker_budget_counter"
+
+    budget_id: Mapped[int] = mapped_column(
+        Integer, ForeignKey("llm_tracker_budget.id", ondelete="CASCADE"), primary_key=True
+    )
+    scope_key: Mapped[str] = mapped_column(String(200), primary_key=True)  # "" for global
+    period_start: Mapped[datetime] = mapped_column(UTCDateTime, primary_key=True)
+    spent_usd: Mapped[Decimal] = mapped_column(Money, default=Decimal(0))
+    spent_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
+    reserved_usd: Mapped[Decimal] = mapped_column(Money, default=Decimal(0))
+    reserved_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
+    blocked_calls: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class BudgetReservation(Model):
+    """One run's hold on one budget counter until its row is committed (or it expires)."""
+
+    __tablename__ = "llm_tracker_budget_reservation"
+
+    run_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    budget_id: Mapped[int] = mapped_column(
+        Integer, ForeignKey("llm_tracker_budget.id", ondelete="CASCADE"), primary_key=True
+    )
+    scope_key: Mapped[str] = mapped_column(String(200))
+    period_start: Mapped[datetime] = mapped_column(UTCDateTime)
+    usd: Mapped[Decimal] = mapped_column(Money)
+    tokens: Mapped[int] = mapped_column(BigInteger)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+
+
+class BudgetAlert(Model):
+    """A threshold crossed: one row per budget, scope key, period and threshold, so it
+    fires once across every process."""
+
+    __tablename__ = "llm_tracker_budget_alert"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    budget_id: Mapped[int] = mapped_column(
+        Integer, ForeignKey("llm_tracker_budget.id", ondelete="CASCADE"), index=True
+    )
+    scope_key: Mapped[str] = mapped_column(String(200))
+    period_start: Mapped[datetime] = mapped_column(UTCDateTime)
+    threshold: Mapped[str] = mapped_column(String(20))
+    fired_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+    spent_usd: Mapped[Decimal] = mapped_column(Money)
+    spent_tokens: Mapped[int] = mapped_column(BigInteger)
+    # The webhook's delivery: when it succeeded, how many tries, the last failure.
+    delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    last_error: Mapped[str | None] = mapped_column(Text)
+
+    __table_args__ = (UniqueConstraint("budget_id", "scope_key", "period_start", "threshold"),)

@@ -19,13 +19,13 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from flask import Flask, current_app
+from flask import Flask, current_app, has_app_context
 from sqlalchemy import Connection, Engine, String, Table, insert
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import configure_mappers
 
-from . import rollup
+from . import budgets, rollup
 from .database import as_utc, current_flask_app, db, utcnow
 from .models import MONEY_COLUMNS, NO_USER, TOKEN_COLUMNS, LLMUsage
 from .params import is_blank
@@ -103,9 +103,11 @@ def record_usage(
         writer.writer_for(app).record(values)
         return _as_model(values)
     try:
-        with db.engine.begin() as conn:
-            if not insert_row(conn, values):
-                logger.warning("llm_tracker: run %s was already recorded", values["run_id"])
+        with db.engine.connect() as conn:
+            with conn.begin():
+                if not insert_row(conn, values):
+                    logger.warning("llm_tracker: run %s was already recorded", values["run_id"])
+            budgets.send_alerts(conn, app)
     except Exception as exc:  # any failure to write must not lose the row
         keep_row(app, values, exc)
     return _as_model(values)
@@ -372,11 +374,14 @@ def insert_row(conn: Connection, values: Mapping[str, Any]) -> bool:
         stmt = _INSERTS.get(dialect)
         if stmt is None:
             stmt = _INSERTS[dialect] = rollup.insert_with_rollup_statement(dialect)
-        return conn.execute(stmt, {**_ALL_NONE, **values}).first() is not None
+        inserted = conn.execute(stmt, {**_ALL_NONE, **values}).first() is not None
+        budgets.apply_rows(conn, [values] if inserted else [])
+        return inserted
     stmt = _INSERTS.get(dialect)
     if stmt is None:
         stmt = _INSERTS[dialect] = _insert_statement(dialect)
     if conn.execute(stmt, dict(values)).rowcount != 1:
+        budgets.apply_rows(conn, [])
         return False
     # The DBAPI connection itself (the same one, in the same transaction) with the rollup
     # values computed here: a few µs per upsert instead of SQLAlchemy's ~20 µs and a lookup
@@ -386,6 +391,7 @@ def insert_row(conn: Connection, values: Mapping[str, Any]) -> bool:
     assert dbapi is not None  # a connection in a transaction has one
     for sql, params in rollup.sqlite_upserts(values):
         dbapi.execute(sql, params)
+    budgets.apply_rows(conn, [values])
     return True
 
 
@@ -426,6 +432,7 @@ def insert_rows(
         inserted = set(conn.execute(stmt, [{**_ALL_NONE, **row} for row in rows]).scalars())
     added = [row for row in rows if row["run_id"] in inserted]
     rollup.add_rows(conn, added)
+    budgets.apply_rows(conn, added)
     return len(added)
 
 
@@ -698,8 +705,10 @@ class Spool(_LockedFile):
         # One transaction per batch; a data error splits it in halves until the refused
         # row stands alone, so every other row is written.
         try:
-            with engine.begin() as conn:
-                written = insert_rows(conn, [values for _line, values in batch])
+            with engine.connect() as conn:
+                with conn.begin():
+                    written = insert_rows(conn, [values for _line, values in batch])
+                budgets.send_alerts(conn, current_flask_app() if has_app_context() else None)
             duplicates = len(batch) - written
         except Exception as exc:
             if is_outage(exc):

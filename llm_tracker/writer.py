@@ -38,6 +38,7 @@ from typing import Any
 from flask import Flask
 from sqlalchemy import Connection, Engine, create_engine, event
 
+from . import alerts, budgets
 from .database import db, sqlite_pragmas
 from .recording import (
     Spool,
@@ -307,7 +308,9 @@ class BackgroundWriter:
         try:
             with self.engine().connect() as conn, _deadline(conn, self.timeout_s):
                 with conn.begin():
-                    return insert_rows(conn, rows, lines)
+                    written = insert_rows(conn, rows, lines)
+                budgets.send_alerts(conn, self.app)
+                return written
         except Exception as exc:
             if is_outage(exc):
                 raise
@@ -493,6 +496,8 @@ def flush(timeout: float | None = None) -> int:
             continue
         left = None if deadline is None else max(deadline - time.monotonic(), 0)
         written += writer.flush(left)
+    # The budget alerts those rows fired: logged, and their webhooks delivered (or given up).
+    alerts.wait(None if deadline is None else max(deadline - time.monotonic(), 0))
     return written
 
 

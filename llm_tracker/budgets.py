@@ -1,0 +1,790 @@
+"""Budgets (SPEC §9): limits per period, enforced before the provider is called, exactly.
+
+How it stays exact across threads, processes and hosts:
+
+- Each budget has one **counter** row per scope key and period (``BudgetCounter``): what
+  committed rows spent, and what calls in flight hold **reserved**.
+- A call covered by ``block`` budgets reserves an upper bound of its cost on every covering
+  counter in one conditional statement (``reserve``): the hold is taken only where
+  ``spent + reserved + estimate <= limit``, on all of them or none, in one transaction.
+- The transaction that commits a row (the writer's batch, or the sync write) also settles
+  it (``apply_rows``): the run's reservations are deleted and released and its real cost
+  is added to ``spent``. Rows recorded without a reservation are counted the same way, so
+  ``spent`` is the committed rows' cost whatever wrote them.
+- A reservation whose run never ended expires (``LLM_TRACKER_BUDGET_RESERVATION_TTL_S``);
+  expired holds are released when they would block a call.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta, tzinfo
+from decimal import Decimal
+from typing import Any
+
+from flask import Flask
+from sqlalchemy import Connection, Engine, Table, create_engine, delete, event, select
+from sqlalchemy import exc as sa_exc
+from sqlalchemy.dialects import postgresql, sqlite
+
+from . import alerts
+from .buckets import wall_edge
+from .database import MONEY_SCALE, as_utc, db, sqlite_pragmas, utcnow
+from .models import Budget, BudgetAlert, BudgetCounter, BudgetReservation
+from .params import parse_tz
+from .pricing import format_money, get_pricer
+
+logger = logging.getLogger("llm_tracker")
+
+SCOPES = ("global", "user", "node", "source_type", "model")
+PERIODS = ("day", "week", "month")
+ACTIONS = ("block", "alert")
+DEFAULT_THRESHOLDS = ("0.8", "1")
+DEFAULT_MAX_TOKENS = 4096
+# A budget's limits are held as "no limit" by these in the conditional statement.
+_NO_USD_LIMIT = Decimal(10) ** 7
+_NO_TOKEN_LIMIT = 2**62
+_MONEY = Decimal(1).scaleb(-MONEY_SCALE)
+
+_BUDGET: Table = Budget.__table__  # type: ignore[assignment]
+_COUNTER: Table = BudgetCounter.__table__  # type: ignore[assignment]
+_RESERVATION: Table = BudgetReservation.__table__  # type: ignore[assignment]
+_ALERT: Table = BudgetAlert.__table__  # type: ignore[assignment]
+
+
+class BudgetExceeded(Exception):
+    """A ``block`` budget covering the call cannot take it: the provider was not called."""
+
+    def __init__(
+        self,
+        budget: str | None,
+        scope: str | None = None,
+        scope_value: str | None = None,
+        limit_usd: Decimal | None = None,
+        spent_usd: Decimal | None = None,
+        resets_at: datetime | None = None,
+        *,
+        limit_tokens: int | None = None,
+        spent_tokens: int | None = None,
+        message: str | None = None,
+    ) -> None:
+        self.budget = budget
+        self.scope = scope
+        self.scope_value = scope_value
+        self.limit_usd = limit_usd
+        self.spent_usd = spent_usd
+        self.resets_at = resets_at
+        self.limit_tokens = limit_tokens
+        self.spent_tokens = spent_tokens
+        if message is None:
+            who = "" if scope in (None, "global") else f" for {scope} {scope_value}"
+            limits = []
+            if limit_usd is not None:
+                limits.append(f"${format_money(spent_usd or Decimal(0))} of ${limit_usd}")
+            if limit_tokens is not None:
+                limits.append(f"{spent_tokens or 0} of {limit_tokens} tokens")
+            when = resets_at.isoformat() if resets_at is not None else "its next period"
+            message = (
+                f"budget {budget!r}{who} cannot take this call (spent {' and '.join(limits)});"
+                f" it resets at {when}"
+            )
+        super().__init__(message)
+
+
+# --- periods --------------------------------------------------------------------------
+
+
+def period_bounds(period: str, zone: tzinfo, instant: datetime) -> tuple[datetime, datetime]:
+    """The UTC start and end of the calendar ``period`` (day, week from Monday, month) in
+    ``zone`` holding ``instant``. A period starts at local midnight, or when a DST gap
+    that skips midnight ends."""
+    wall = as_utc(instant).astimezone(zone).replace(tzinfo=None)
+    day = wall.replace(hour=0, minute=0, second=0, microsecond=0)
+    if period == "day":
+        first, nxt = day, day + timedelta(days=1)
+    elif period == "week":
+        first = day - timedelta(days=day.weekday())
+        nxt = first + timedelta(days=7)
+    elif period == "month":
+        first = day.replace(day=1)
+        months = first.year * 12 + first.month
+        nxt = first.replace(year=months // 12, month=months % 12 + 1)
+    else:
+        raise ValueError(f"period must be one of {', '.join(PERIODS)}, got {period!r}")
+    start, end = wall_edge(first, zone), wall_edge(nxt, zone)
+    if as_utc(instant) < start:  # a wall time repeated after midnight: the earlier day
+        return period_bounds(period, zone, start - timedelta(microseconds=1))
+    return start, end
+
+
+# --- rules: a budget as the hot path reads it ------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Rule:
+    """An active budget, read once and shared by threads."""
+
+    id: int
+    name: str
+    scope: str
+    scope_value: str | None
+    period: str
+    tz: str
+    zone: tzinfo
+    limit_usd: Decimal | None
+    limit_tokens: int | None
+    action: str
+    thresholds: tuple[Decimal, ...]
+    webhook_url: str | None
+
+    @classmethod
+    def from_row(cls, row: Any) -> Rule:
+        return cls(
+            id=row.id,
+            name=row.name,
+            scope=row.scope,
+            scope_value=row.scope_value,
+            period=row.period,
+            tz=row.tz,
+            zone=parse_tz(row.tz),
+            limit_usd=row.limit_usd,
+            limit_tokens=row.limit_tokens,
+            action=row.action,
+            thresholds=tuple(sorted(Decimal(str(t)) for t in row.thresholds or ())),
+            webhook_url=row.webhook_url,
+        )
+
+    def key(self, values: Mapping[str, str | None]) -> str | None:
+        """The scope key a call or row with these dimension values counts under, None when
+        this budget does not cover it."""
+        if self.scope == "global":
+            return ""
+        value = values.get(self.scope)
+        if value is None:
+            return None
+        if self.scope_value is None or value == self.scope_value:
+            return value
+        return None
+
+    def fraction(self, spent_usd: Decimal, spent_tokens: int) -> Decimal:
+        """How much of the limit is spent (the larger of money and tokens)."""
+        parts = [Decimal(0)]
+        for spent, limit in (
+            (spent_usd, self.limit_usd),
+            (Decimal(spent_tokens), self.limit_tokens),
+        ):
+            if limit is None:
+                continue
+            if limit == 0:
+                parts.append(Decimal(1) if spent > 0 else Decimal(0))
+            else:
+                parts.append(Decimal(spent) / Decimal(limit))
+        return max(parts)
+
+
+def dimensions(row: Mapping[str, Any]) -> dict[str, str | None]:
+    """The values budgets are scoped by, as text, of a usage row (or a call about to be)."""
+    user = row.get("user_id")
+    model = row.get("requested_model") or row.get("model")
+    source = row.get("source_type")
+    return {
+        "user": None if user is None else str(user),
+        "node": row.get("node_name") or "unknown",
+        "source_type": None if source in (None, "") else str(source),
+        "model": None if not model else str(model),
+    }
+
+
+def _load_rules(conn: Connection) -> list[Rule]:
+    rows = conn.execute(select(_BUDGET).where(_BUDGET.c.active).order_by(_BUDGET.c.id))
+    return [Rule.from_row(row) for row in rows]
+
+
+class _RuleCache:
+    """Every process's copy of the active budgets, re-read after ``ttl`` seconds (and at
+    once after a change made in this process)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._rules: dict[int, tuple[float, list[Rule]]] = {}
+
+    def get(self, app: Flask) -> list[Rule]:
+        now = time.monotonic()
+        cached = self._rules.get(id(app))
+        if cached is not None and now < cached[0]:
+            return cached[1]
+        ttl = float(app.config.get("LLM_TRACKER_BUDGET_REFRESH_S", 1.0))
+        try:
+            with budget_engine(app).connect() as conn:
+                rules = _load_rules(conn)
+        except Exception:
+            if cached is None:
+                raise
+            rules = cached[1]  # the database is down: the last known budgets still apply
+        with self._lock:
+            self._rules[id(app)] = (now + ttl, rules)
+        return rules
+
+    def clear(self) -> None:
+        with self._lock:
+            self._rules.clear()
+
+
+_CACHE = _RuleCache()
+_ENGINES: dict[int, tuple[int, Engine]] = {}
+_ENGINES_LOCK = threading.Lock()
+
+
+def budget_engine(app: Flask) -> Engine:
+    """The engine reservations use: the app's database, its own pool (never the caller's
+    session), with the writer's connect and statement timeouts."""
+    entry = _ENGINES.get(id(app))
+    if entry is not None and entry[0] == os.getpid():
+        return entry[1]
+    with _ENGINES_LOCK:
+        entry = _ENGINES.get(id(app))
+        if entry is None or entry[0] != os.getpid():
+            with app.app_context():
+                engine = _new_engine(app)
+            entry = _ENGINES[id(app)] = (os.getpid(), engine)
+    return entry[1]
+
+
+def _new_engine(app: Flask) -> Engine:
+    url = db.engine.url
+    timeout_s = float(app.config.get("LLM_TRACKER_WRITER_TIMEOUT_S", 10))
+    ms = int(timeout_s * 1000)
+    if url.get_backend_name() == "postgresql":
+        options = " ".join(
+            filter(None, [url.query.get("options"), f"-c statement_timeout={ms}"])  # type: ignore[list-item]
+        )
+        return create_engine(
+            url.update_query_dict({"options": options}),
+            pool_size=8,
+            max_overflow=24,
+            pool_pre_ping=True,
+            connect_args={"connect_timeout": max(round(timeout_s), 1)},
+        )
+    if url.database in (None, "", ":memory:"):
+        return db.engine
+    busy_ms = int(app.config.get("LLM_TRACKER_SQLITE_BUSY_TIMEOUT_MS", 30000))
+    engine = create_engine(url)
+    event.listen(engine, "connect", lambda conn, _record: sqlite_pragmas(conn, busy_ms))
+    return engine
+
+
+def active_rules(app: Flask) -> list[Rule]:
+    """The active budgets (cached for ``LLM_TRACKER_BUDGET_REFRESH_S`` seconds)."""
+    return _CACHE.get(app)
+
+
+def changed() -> None:
+    """Forget the cached budgets: the next call reads them again."""
+    _CACHE.clear()
+
+
+# --- the estimate -----------------------------------------------------------------------
+
+
+def prompt_bytes(messages: Sequence[Any], params: Mapping[str, Any] | None = None) -> int:
+    """An upper bound of a prompt's input tokens: its UTF-8 bytes (a byte-level BPE token
+    is at least one byte), with the messages' roles, tool calls and the tools offered."""
+    total = 0
+    for message in messages:
+        content = getattr(message, "content", message)
+        text = content if isinstance(content, str) else json.dumps(content, ensure_ascii=False)
+        total += len(text.encode()) + 8  # the role and the chat template's markers
+        extra = getattr(message, "additional_kwargs", None) or {}
+        tool_calls = getattr(message, "tool_calls", None)
+        if tool_calls or extra:
+            total += len(json.dumps([tool_calls, extra], ensure_ascii=False, default=str).encode())
+    tools = (params or {}).get("tools")
+    if tools:
+        total += len(json.dumps(tools, ensure_ascii=False, default=str).encode())
+    return total
+
+
+def max_output_tokens(
+    app: Flask, metadata: Mapping[str, Any] | None, params: Mapping[str, Any] | None
+) -> int:
+    """The call's ``max_tokens`` (LangChain's ``ls_max_tokens``, or the provider's own
+    parameter), else ``LLM_TRACKER_BUDGET_DEFAULT_MAX_TOKENS``."""
+    for source in (metadata or {}, params or {}):
+        for key in ("ls_max_tokens", "max_tokens", "max_completion_tokens", "max_output_tokens"):
+            value = source.get(key)
+            if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+                return value
+    return int(app.config.get("LLM_TRACKER_BUDGET_DEFAULT_MAX_TOKENS", DEFAULT_MAX_TOKENS))
+
+
+def estimate_cost(
+    app: Flask, call: Mapping[str, Any], input_tokens: int, output_tokens: int
+) -> Decimal:
+    """The most the call can cost: every input token at the dearer of the input and the
+    cache-write rate, and ``output_tokens`` of output. 0 for a model nobody prices."""
+    pricer = get_pricer(app)
+    row: dict[str, Any] = {
+        "model": call.get("model") or "unknown",
+        "provider": call.get("provider"),
+        "deployment": call.get("deployment"),
+        "created_at": utcnow(),
+        "prompt_tokens": input_tokens,
+        "completion_tokens": output_tokens,
+        "cached_tokens": 0,
+        "reasoning_tokens": 0,
+        "metadata": {},
+    }
+    costs = [pricer.price({**row, "cache_write_tokens": n})["cost_usd"] for n in (0, input_tokens)]
+    known = [cost for cost in costs if cost is not None]
+    return max(known) if known else Decimal(0)
+
+
+# --- reserving --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Held:
+    """A run's reservation (released when its row is committed)."""
+
+    run_id: str
+    usd: Decimal
+    tokens: int
+    budgets: tuple[str, ...]
+
+
+def _money(dialect: str, value: Decimal) -> Any:
+    # Money's storage: PostgreSQL NUMERIC, SQLite an integer of 1e-12 USD.
+    if dialect == "sqlite":
+        return int(value.scaleb(MONEY_SCALE).to_integral_value())
+    return value
+
+
+def _money_out(dialect: str, value: Any) -> Decimal:
+    if value is None:
+        return Decimal(0)
+    if dialect == "sqlite":
+        return Decimal(value).scaleb(-MONEY_SCALE)
+    return Decimal(value)
+
+
+def _time(dialect: str, value: datetime) -> Any:
+    if dialect == "sqlite":
+        return as_utc(value).strftime("%Y-%m-%d %H:%M:%S.%f")
+    return as_utc(value)
+
+
+def _sql(dialect: str, text: str) -> str:
+    return text.replace("%s", "?") if dialect == "sqlite" else text
+
+
+_COUNTER_UPSERT = (
+    "INSERT INTO llm_tracker_budget_counter (budget_id, scope_key, period_start, "
+    "spent_usd, spent_tokens, reserved_usd, reserved_tokens, blocked_calls) VALUES {values} "
+    "ON CONFLICT (budget_id, scope_key, period_start) DO UPDATE SET "
+    "reserved_usd = llm_tracker_budget_counter.reserved_usd + excluded.reserved_usd, "
+    "reserved_tokens = llm_tracker_budget_counter.reserved_tokens + excluded.reserved_tokens "
+    "WHERE {fits} RETURNING llm_tracker_budget_counter.budget_id"
+)
+_FITS = (
+    "(llm_tracker_budget_counter.budget_id = %s AND llm_tracker_budget_counter.spent_usd + llm_tracker_budget_counter.reserved_usd + excluded.reserved_usd <= %s "
+    "AND llm_tracker_budget_counter.spent_tokens + llm_tracker_budget_counter.reserved_tokens + excluded.reserved_tokens <= %s)"
+)
+_RESERVE = (
+    "INSERT INTO llm_tracker_budget_reservation (run_id, budget_id, scope_key, period_start, "
+    "usd, tokens, expires_at) VALUES {values} ON CONFLICT (run_id, budget_id) DO UPDATE SET "
+    "usd = llm_tracker_budget_reservation.usd + excluded.usd, "
+    "tokens = llm_tracker_budget_reservation.tokens + excluded.tokens"
+)
+
+
+def _try_reserve(
+    conn: Connection,
+    holds: list[tuple[Rule, str, datetime]],
+    run_id: str,
+    usd: Decimal,
+    tokens: int,
+    expires_at: datetime,
+) -> bool:
+    # Every hold or none, in the caller's transaction: True when all fit.
+    dialect = conn.dialect.name
+    m_usd = _money(dialect, usd)
+    values, fits, params, fit_params = [], [], [], []
+    for rule, key, start in holds:
+        values.append("(%s, %s, %s, 0, 0, %s, %s, 0)")
+        params += [rule.id, key, _time(dialect, start), m_usd, tokens]
+        fits.append(_FITS)
+        fit_params += [
+            rule.id,
+            _money(dialect, _NO_USD_LIMIT if rule.limit_usd is None else rule.limit_usd),
+            _NO_TOKEN_LIMIT if rule.limit_tokens is None else rule.limit_tokens,
+        ]
+    sql = _COUNTER_UPSERT.format(values=", ".join(values), fits=" OR ".join(fits))
+    held = conn.exec_driver_sql(_sql(dialect, sql), tuple(params + fit_params)).fetchall()
+    if len(held) < len(holds):
+        return False
+    rows, row_params = [], []
+    for rule, key, start in holds:
+        rows.append("(%s, %s, %s, %s, %s, %s, %s)")
+        row_params += [
+            run_id,
+            rule.id,
+            key,
+            _time(dialect, start),
+            m_usd,
+            tokens,
+            _time(dialect, expires_at),
+        ]
+    conn.exec_driver_sql(_sql(dialect, _RESERVE.format(values=", ".join(rows))), tuple(row_params))
+    return True
+
+
+def release_expired(conn: Connection, now: datetime | None = None) -> int:
+    """Release the holds of runs that never ended (expired reservations); how many."""
+    now = now or utcnow()
+    gone = conn.execute(
+        delete(_RESERVATION)
+        .where(_RESERVATION.c.expires_at < now)
+        .returning(
+            _RESERVATION.c.budget_id,
+            _RESERVATION.c.scope_key,
+            _RESERVATION.c.period_start,
+            _RESERVATION.c.usd,
+            _RESERVATION.c.tokens,
+        )
+    ).fetchall()
+    deltas: dict[tuple[int, str, datetime], list[Any]] = {}
+    for budget_id, key, start, usd, tokens in gone:
+        at: Any = (budget_id, key, start)
+        delta = deltas.setdefault(at, [Decimal(0), 0, Decimal(0), 0])
+        delta[2] -= usd
+        delta[3] -= tokens
+    _upsert_counters(conn, deltas)
+    return len(gone)
+
+
+def reserve(
+    app: Flask,
+    run_id: str,
+    call: Mapping[str, Any],
+    input_tokens: int,
+    output_tokens: int,
+    now: datetime | None = None,
+) -> Held | None:
+    """Hold the call's most possible cost on every ``block`` budget covering it, or raise
+    ``BudgetExceeded`` (the caller records the blocked row). None when no budget blocks.
+
+    ``call`` holds the dimension values (``user_id``, ``node_name``, ``source_type``,
+    ``model``) and ``provider`` / ``deployment`` for the price. When the database cannot
+    be reached the call goes ahead with a warning, or with
+    ``LLM_TRACKER_BUDGET_FAIL_CLOSED`` is blocked.
+    """
+    fail_closed = bool(app.config.get("LLM_TRACKER_BUDGET_FAIL_CLOSED", False))
+    try:
+        rules = [rule for rule in active_rules(app) if rule.action == "block"]
+    except Exception as exc:
+        return _unavailable(fail_closed, None, exc)
+    now = now or utcnow()
+    values = dimensions(call)
+    holds = []
+    for rule in rules:
+        key = rule.key(values)
+        if key is not None:
+            holds.append((rule, key, period_bounds(rule.period, rule.zone, now)[0]))
+    if not holds:
+        return None
+    holds.sort(key=lambda hold: (hold[0].id, hold[1], hold[2]))  # one lock order for all
+    tokens = input_tokens + output_tokens
+    usd = estimate_cost(app, call, input_tokens, output_tokens)
+    ttl = float(app.config.get("LLM_TRACKER_BUDGET_RESERVATION_TTL_S", 900))
+    expires_at = now + timedelta(seconds=ttl)
+    too_big = any(not _fits(rule, Decimal(0), 0, usd, tokens) for rule, _, _ in holds)
+    try:
+        with budget_engine(app).connect() as conn:
+            for attempt in range(2):
+                if not too_big:
+                    with conn.begin() as trans:
+                        if _try_reserve(conn, holds, run_id, usd, tokens, expires_at):
+                            names = tuple(rule.name for rule, _, _ in holds)
+                            return Held(run_id, usd, tokens, names)
+                        trans.rollback()
+                    if attempt == 0:
+                        with conn.begin():
+                            released = release_expired(conn, now)
+                        if released:
+                            continue
+                with conn.begin():
+                    refusal = _blocked(conn, holds, usd, tokens, now)
+                send_alerts(conn, app)
+                raise refusal
+    except BudgetExceeded:
+        raise
+    except (sa_exc.SQLAlchemyError, OSError) as exc:
+        return _unavailable(fail_closed, holds[0][0], exc)
+    raise AssertionError("unreachable")
+
+
+def _fits(rule: Rule, spent_usd: Decimal, spent_tokens: int, usd: Decimal, tokens: int) -> bool:
+    return (rule.limit_usd is None or spent_usd + usd <= rule.limit_usd) and (
+        rule.limit_tokens is None or spent_tokens + tokens <= rule.limit_tokens
+    )
+
+
+def _unavailable(fail_closed: bool, rule: Rule | None, exc: BaseException) -> Held | None:
+    if fail_closed:
+        logger.warning("llm_tracker: budgets unavailable (%s): blocking the call", exc)
+        raise BudgetExceeded(
+            rule.name if rule else None,
+            rule.scope if rule else None,
+            message=f"budgets cannot be checked (database unavailable: {type(exc).__name__});"
+            " LLM_TRACKER_BUDGET_FAIL_CLOSED blocks the call",
+        ) from exc
+    logger.warning("llm_tracker: budgets unavailable (%s): the call goes ahead unchecked", exc)
+    return None
+
+
+def _blocked(
+    conn: Connection,
+    holds: list[tuple[Rule, str, datetime]],
+    usd: Decimal,
+    tokens: int,
+    now: datetime,
+) -> BudgetExceeded:
+    # Which budget refused, counted on its counter; a first refusal in the period fires
+    # the budget's thresholds up to 1 (it is used up, whatever the last call cost).
+    for rule, key, start in holds:
+        counter = conn.execute(
+            select(_COUNTER).where(
+                _COUNTER.c.budget_id == rule.id,
+                _COUNTER.c.scope_key == key,
+                _COUNTER.c.period_start == start,
+            )
+        ).first()
+        spent_usd = counter.spent_usd if counter else Decimal(0)
+        spent_tokens = counter.spent_tokens if counter else 0
+        reserved_usd = counter.reserved_usd if counter else Decimal(0)
+        reserved_tokens = counter.reserved_tokens if counter else 0
+        if _fits(rule, spent_usd + reserved_usd, spent_tokens + reserved_tokens, usd, tokens):
+            continue
+        _upsert_counters(conn, {(rule.id, key, start): [Decimal(0), 0, Decimal(0), 0, 1]})
+        if counter is None or not counter.blocked_calls:
+            # The first refusal of the period: the budget is used up, whatever it spent.
+            used_up = [t for t in rule.thresholds if t <= 1][-1:]
+            _fire(conn, rule, key, start, spent_usd, spent_tokens, used_up, "blocked")
+        end = period_bounds(rule.period, rule.zone, now)[1]
+        return BudgetExceeded(
+            rule.name,
+            rule.scope,
+            None if rule.scope == "global" else key,
+            rule.limit_usd,
+            spent_usd,
+            end,
+            limit_tokens=rule.limit_tokens,
+            spent_tokens=spent_tokens,
+        )
+    rule, key, _start = holds[0]  # raced: room again by now; refuse this once, truthfully
+    return BudgetExceeded(
+        rule.name,
+        rule.scope,
+        key,
+        rule.limit_usd,
+        message=f"budget {rule.name!r} was full when the call was checked",
+    )
+
+
+# --- settling: in the transaction that commits the rows ---------------------------------
+
+
+def _upsert_counters(
+    conn: Connection, deltas: Mapping[tuple[int, str, datetime], Sequence[Any]]
+) -> list[Any]:
+    """Add (spent_usd, spent_tokens, reserved_usd, reserved_tokens[, blocked]) to counters,
+    in key order (so concurrent writers lock them in one order); their new values."""
+    if not deltas:
+        return []
+    module = postgresql if conn.dialect.name == "postgresql" else sqlite
+    rows = []
+    for (budget_id, key, start), delta in sorted(deltas.items()):
+        rows.append(
+            {
+                "budget_id": budget_id,
+                "scope_key": key,
+                "period_start": start,
+                "spent_usd": delta[0],
+                "spent_tokens": delta[1],
+                "reserved_usd": delta[2],
+                "reserved_tokens": delta[3],
+                "blocked_calls": delta[4] if len(delta) > 4 else 0,
+            }
+        )
+    stmt = module.insert(_COUNTER).values(rows)
+    sums = ("spent_usd", "spent_tokens", "reserved_usd", "reserved_tokens", "blocked_calls")
+    stmt = stmt.on_conflict_do_update(
+        index_elements=["budget_id", "scope_key", "period_start"],
+        set_={name: _COUNTER.c[name] + stmt.excluded[name] for name in sums},
+    ).returning(
+        _COUNTER.c.budget_id,
+        _COUNTER.c.scope_key,
+        _COUNTER.c.period_start,
+        _COUNTER.c.spent_usd,
+        _COUNTER.c.spent_tokens,
+    )
+    return list(conn.execute(stmt))
+
+
+_PENDING = "llm_tracker_budget_alerts"
+
+
+def apply_rows(conn: Connection, rows: Sequence[Mapping[str, Any]]) -> None:
+    """Count just-inserted rows against every active budget covering them and release
+    their runs' reservations, in ``conn``'s transaction (after the raw insert, so a budget
+    created meanwhile is either seen here or has counted these rows itself). Alerts fired
+    wait in the connection for ``send_alerts`` after the commit."""
+    conn.info[_PENDING] = []
+    if not rows:
+        return
+    rules = _load_rules(conn)
+    if not rules:
+        return
+    deltas: dict[tuple[int, str, datetime], list[Any]] = {}
+    if any(rule.action == "block" for rule in rules):
+        run_ids = [row["run_id"] for row in rows]
+        released = conn.execute(
+            delete(_RESERVATION)
+            .where(_RESERVATION.c.run_id.in_(run_ids))
+            .returning(
+                _RESERVATION.c.budget_id,
+                _RESERVATION.c.scope_key,
+                _RESERVATION.c.period_start,
+                _RESERVATION.c.usd,
+                _RESERVATION.c.tokens,
+            )
+        ).fetchall()
+        for budget_id, key, start, usd, tokens in released:
+            at: Any = (budget_id, key, start)
+            delta = deltas.setdefault(at, [Decimal(0), 0, Decimal(0), 0])
+            delta[2] -= usd
+            delta[3] -= tokens
+    spent: dict[tuple[int, str, datetime], list[Any]] = {}
+    for row in rows:
+        values = dimensions(row)
+        cost = row.get("cost_usd") or Decimal(0)
+        tokens = row.get("total_tokens") or 0
+        for rule in rules:
+            key = rule.key(values)
+            if key is None:
+                continue
+            start = period_bounds(rule.period, rule.zone, row["created_at"])[0]
+            delta = deltas.setdefault((rule.id, key, start), [Decimal(0), 0, Decimal(0), 0])
+            delta[0] += cost
+            delta[1] += tokens
+            spent[(rule.id, key, start)] = delta
+    by_id = {rule.id: rule for rule in rules}
+    for budget_id, key, start, new_usd, new_tokens in _upsert_counters(conn, deltas):
+        found = by_id.get(budget_id)
+        counted = spent.get((budget_id, key, as_utc(start)))
+        if found is None or counted is None or not found.thresholds:
+            continue
+        rule, delta = found, counted
+        before = rule.fraction(new_usd - delta[0], new_tokens - delta[1])
+        after = rule.fraction(new_usd, new_tokens)
+        crossed = [t for t in rule.thresholds if before < t <= after]
+        if crossed:
+            _fire(conn, rule, key, as_utc(start), new_usd, new_tokens, crossed)
+
+
+def _fire(
+    conn: Connection,
+    rule: Rule,
+    key: str,
+    start: datetime,
+    spent_usd: Decimal,
+    spent_tokens: int,
+    thresholds: Sequence[Decimal],
+    reason: str = "threshold",
+) -> None:
+    # One row per budget, key, period and threshold: a second process crossing the same
+    # threshold inserts nothing, so only the first one's commit sends the alert.
+    if not thresholds:
+        return
+    module = postgresql if conn.dialect.name == "postgresql" else sqlite
+    now = utcnow()
+    stmt = (
+        module.insert(_ALERT)
+        .values(
+            [
+                {
+                    "budget_id": rule.id,
+                    "scope_key": key,
+                    "period_start": start,
+                    "threshold": threshold_text(t),
+                    "fired_at": now,
+                    "spent_usd": spent_usd,
+                    "spent_tokens": spent_tokens,
+                    "attempts": 0,
+                }
+                for t in thresholds
+            ]
+        )
+        .on_conflict_do_nothing()
+        .returning(_ALERT.c.id, _ALERT.c.threshold)
+    )
+    fired = conn.execute(stmt).fetchall()
+    end = period_bounds(rule.period, rule.zone, start)[1]
+    pending = conn.info.setdefault(_PENDING, [])
+    for alert_id, threshold in fired:
+        payload = alert_payload(rule, key, start, end, str(threshold), spent_usd, spent_tokens, now)
+        payload["id"] = alert_id
+        payload["reason"] = reason
+        pending.append((rule.webhook_url, payload))
+
+
+def send_alerts(conn: Connection, app: Flask | None) -> None:
+    """After ``conn``'s transaction committed: log and deliver the alerts it fired."""
+    pending = conn.info.pop(_PENDING, None)
+    if pending:
+        alerts.dispatch(app, pending)
+
+
+def discard_alerts(conn: Connection) -> None:
+    """The transaction rolled back: its alerts never happened."""
+    conn.info.pop(_PENDING, None)
+
+
+def threshold_text(value: Decimal) -> str:
+    return format(value.normalize(), "f")  # "0.8", "1": the alert key
+
+
+def alert_payload(
+    rule: Rule,
+    key: str,
+    start: datetime,
+    end: datetime,
+    threshold: str,
+    spent_usd: Decimal,
+    spent_tokens: int,
+    fired_at: datetime,
+) -> dict[str, Any]:
+    """An alert as the webhook, the log and the API show it."""
+    return {
+        "budget": rule.name,
+        "budget_id": rule.id,
+        "scope": rule.scope,
+        "scope_key": None if rule.scope == "global" else key,
+        "period": rule.period,
+        "tz": rule.tz,
+        "period_start": start.isoformat(),
+        "resets_at": end.isoformat(),
+        "threshold": float(threshold),
+        "spent_usd": format_money(spent_usd),
+        "spent_tokens": spent_tokens,
+        "limit_usd": format_money(rule.limit_usd),
+        "limit_tokens": rule.limit_tokens,
+        "action": rule.action,
+        "fired_at": fired_at.isoformat(),
+    }
