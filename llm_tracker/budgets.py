@@ -391,9 +391,11 @@ _COUNTER_UPSERT = (
     "reserved_tokens = llm_tracker_budget_counter.reserved_tokens + excluded.reserved_tokens "
     "WHERE {fits} RETURNING llm_tracker_budget_counter.budget_id"
 )
+_C = "llm_tracker_budget_counter"
 _FITS = (
-    "(llm_tracker_budget_counter.budget_id = %s AND llm_tracker_budget_counter.spent_usd + llm_tracker_budget_counter.reserved_usd + excluded.reserved_usd <= %s "
-    "AND llm_tracker_budget_counter.spent_tokens + llm_tracker_budget_counter.reserved_tokens + excluded.reserved_tokens <= %s)"
+    f"({_C}.budget_id = %s "
+    f"AND {_C}.spent_usd + {_C}.reserved_usd + excluded.reserved_usd <= %s "
+    f"AND {_C}.spent_tokens + {_C}.reserved_tokens + excluded.reserved_tokens <= %s)"
 )
 _RESERVE = (
     "INSERT INTO llm_tracker_budget_reservation (run_id, budget_id, scope_key, period_start, "
