@@ -47,9 +47,6 @@ PERIODS = ("day", "week", "month")
 ACTIONS = ("block", "alert")
 DEFAULT_THRESHOLDS = ("0.8", "1")
 DEFAULT_MAX_TOKENS = 4096
-# A budget's limits are held as "no limit" by these in the conditional statement.
-_NO_USD_LIMIT = Decimal(10) ** 7
-_NO_TOKEN_LIMIT = 2**62
 _MONEY = Decimal(1).scaleb(-MONEY_SCALE)
 
 _BUDGET: Table = Budget.__table__  # type: ignore[assignment]
@@ -392,11 +389,10 @@ _COUNTER_UPSERT = (
     "WHERE {fits} RETURNING llm_tracker_budget_counter.budget_id"
 )
 _C = "llm_tracker_budget_counter"
-_FITS = (
-    f"({_C}.budget_id = %s "
-    f"AND {_C}.spent_usd + {_C}.reserved_usd + excluded.reserved_usd <= %s "
-    f"AND {_C}.spent_tokens + {_C}.reserved_tokens + excluded.reserved_tokens <= %s)"
-)
+# The conditions of one budget's counter: its id, and each limit it has.
+_FITS_ID = f"{_C}.budget_id = %s"
+_FITS_USD = f"{_C}.spent_usd + {_C}.reserved_usd + excluded.reserved_usd <= %s"
+_FITS_TOKENS = f"{_C}.spent_tokens + {_C}.reserved_tokens + excluded.reserved_tokens <= %s"
 _RESERVE = (
     "INSERT INTO llm_tracker_budget_reservation (run_id, budget_id, scope_key, period_start, "
     "usd, tokens, expires_at) VALUES {values} ON CONFLICT (run_id, budget_id) DO UPDATE SET "
@@ -420,12 +416,15 @@ def _try_reserve(
     for rule, key, start in holds:
         values.append("(%s, %s, %s, 0, 0, %s, %s, 0)")
         params += [rule.id, key, _time(dialect, start), m_usd, tokens]
-        fits.append(_FITS)
-        fit_params += [
-            rule.id,
-            _money(dialect, _NO_USD_LIMIT if rule.limit_usd is None else rule.limit_usd),
-            _NO_TOKEN_LIMIT if rule.limit_tokens is None else rule.limit_tokens,
-        ]
+        conditions = [_FITS_ID]
+        fit_params.append(rule.id)
+        if rule.limit_usd is not None:
+            conditions.append(_FITS_USD)
+            fit_params.append(_money(dialect, rule.limit_usd))
+        if rule.limit_tokens is not None:
+            conditions.append(_FITS_TOKENS)
+            fit_params.append(rule.limit_tokens)
+        fits.append("(" + " AND ".join(conditions) + ")")
     sql = _COUNTER_UPSERT.format(values=", ".join(values), fits=" OR ".join(fits))
     held = conn.exec_driver_sql(_sql(dialect, sql), tuple(params + fit_params)).fetchall()
     if len(held) < len(holds):

@@ -25,7 +25,7 @@ from support.sdk_support import openai_model
 from llm_tracker import BudgetExceeded, LLMUsage, UsageHandler, db, flush
 from llm_tracker.budget_admin import create_budget
 from llm_tracker.budgets import estimate_cost, prompt_bytes
-from llm_tracker.models import Budget, BudgetCounter, BudgetReservation
+from llm_tracker.models import Budget, BudgetAlert, BudgetCounter, BudgetReservation
 
 pytestmark = [
     pytest.mark.slow,
@@ -133,6 +133,12 @@ def test_a_block_budget_holds_across_processes_and_threads(app_ctx, fake_provide
         ).scalar_one()
         assert (counter.spent_usd, counter.reserved_usd, counter.reserved_tokens) == (cost, 0, 0)
         assert db.session.execute(select(func.count()).select_from(BudgetReservation)).scalar() == 0
+        # Alerts: 0.8 crossed by the spend, 1 by the first refusal, each once although
+        # dozens of calls in four processes were refused.
+        thresholds = db.session.execute(
+            select(BudgetAlert.threshold).where(BudgetAlert.budget_id == budget.id)
+        ).scalars()
+        assert sorted(thresholds) == ["0.8", "1"]
         # One caller now: it is refused only once its estimate no longer fits.
         handler = UsageHandler({"user_id": user})
         topped_up = 0
