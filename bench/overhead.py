@@ -5,7 +5,9 @@ langchain-core's in-memory UsageMetadataCallbackHandler; a minimal handler doing
 INSERT + COMMIT on a plain DBAPI connection; Langfuse's LangChain CallbackHandler
 exporting to a loopback HTTP sink (bench/sink.py, in its own process); llm_tracker's
 UsageHandler in background mode (the row journalled, a writer thread commits batches)
-and in sync mode (the row and its rollups committed in the caller's thread). On SQLite
+and in sync mode (the row and its rollups committed in the caller's thread), and in
+background mode with 3 active block budgets covering every call (user, node and source
+type: each call reserves its estimate on all three before the model runs). On SQLite
 (file, WAL) and PostgreSQL. Prints microseconds per invoke, as the caller sees it and
 with the background work (Langfuse's export, llm_tracker's writer) flushed too, and the
 overhead ratios with their targets; checks that the sink received every span and the
@@ -57,6 +59,7 @@ SHORT = {
     "Langfuse CallbackHandler": "Langfuse",
     "UsageHandler, background": "background",
     "UsageHandler, sync": "sync",
+    "UsageHandler, background + 3 budgets": "3 budgets",
 }
 # (ours, theirs): the target for ours' overhead / theirs' (None: for information).
 RATIOS = {
@@ -65,6 +68,7 @@ RATIOS = {
     ("UsageHandler, sync", "Langfuse CallbackHandler"): None,
     ("UsageHandler, background", "raw INSERT handler"): None,
     ("UsageHandler, sync", "raw INSERT handler"): None,
+    ("UsageHandler, background + 3 budgets", "UsageHandler, background"): 2.0,
 }
 REPLY = AIMessage(
     content="Hello!",
@@ -77,6 +81,21 @@ REPLY = AIMessage(
         "output_token_details": {"reasoning": 64},
     },
 )
+
+
+class BenchChatModel(GenericFakeChatModel):
+    """The fake model, reporting itself as OpenAI's gpt-4o-mini with max_tokens 300 (as
+    ChatOpenAI does), so budgets price their estimate as for a real call."""
+
+    def _get_ls_params(self, stop=None, **kwargs):
+        return {
+            "ls_provider": "openai",
+            "ls_model_name": "gpt-4o-mini",
+            "ls_model_type": "chat",
+            "ls_max_tokens": 300,
+        }
+
+
 RAW_INSERT = (
     "INSERT INTO llm_tracker_usage (id, run_id, user_id, model, node_name, prompt_tokens,"
     " completion_tokens, total_tokens, cached_tokens, cache_write_tokens, reasoning_tokens,"
@@ -197,7 +216,8 @@ def bench_schema(url: str) -> str:
 
 
 def make_apps(url: str, instance: str):
-    """Two apps on one database: background mode (the default) and sync mode."""
+    """Apps on one database: background mode (the default), sync mode, and background mode
+    for the budgets variant."""
     common = {
         "SQLALCHEMY_DATABASE_URI": url,
         "LLM_TRACKER_INSTANCE_PATH": instance,
@@ -206,10 +226,45 @@ def make_apps(url: str, instance: str):
     return (
         create_app({**common, "LLM_TRACKER_WRITE_MODE": "background"}),
         create_app({**common, "LLM_TRACKER_WRITE_MODE": "sync"}),
+        create_app({**common, "LLM_TRACKER_WRITE_MODE": "background"}),
     )
 
 
-def count_rows(app, nodes=("bg", "sync")) -> dict[str, int]:
+def add_budgets(app) -> None:
+    """Three block budgets covering the budgets variant's calls only (user 2, node "bud",
+    source type "bench"), far from their limits."""
+    from llm_tracker.budget_admin import create_budget
+
+    with app.app_context():
+        for scope, value in (("user", "2"), ("node", "bud"), ("source_type", "bench")):
+            create_budget(
+                {
+                    "name": f"bench-{scope}",
+                    "scope": scope,
+                    "scope_value": value,
+                    "period": "month",
+                    "limit_usd": "1000000",
+                }
+            )
+
+
+def budget_counters(app) -> list[tuple]:
+    """(budget, spent_usd, reserved_usd, rows' cost) per bench budget."""
+    with app.app_context():
+        rows = db.session.execute(
+            text(
+                "SELECT b.name, c.spent_usd, c.reserved_usd FROM llm_tracker_budget_counter c"
+                " JOIN llm_tracker_budget b ON b.id = c.budget_id ORDER BY b.name"
+            )
+        ).all()
+        cost = db.session.execute(
+            text("SELECT sum(cost_usd) FROM llm_tracker_usage WHERE node_name = 'bud'")
+        ).scalar()
+        db.session.remove()
+    return [(*row, cost) for row in rows]
+
+
+def count_rows(app, nodes=("bg", "sync", "bud")) -> dict[str, int]:
     """Rows by node name, rollup calls by node at both levels, rows still spooled."""
     with app.app_context():
         run = db.session.execute
@@ -249,11 +304,12 @@ def bench_backend(
 ) -> dict[str, tuple[float, ...]]:
     url = bench_schema(url)
     instance = tempfile.mkdtemp(prefix="llm_tracker_bench_")
-    app_bg, app_sync = make_apps(url, instance)
+    app_bg, app_sync, app_budgets = make_apps(url, instance)
     with app_sync.app_context():
         db.drop_all()
         db.create_all()
-    model = GenericFakeChatModel(messages=itertools.repeat(REPLY))
+    add_budgets(app_budgets)
+    model = BenchChatModel(messages=itertools.repeat(REPLY))
     conn, style = raw_connection(url)
     client, langfuse_handler = langfuse
     variants = {
@@ -266,6 +322,14 @@ def bench_backend(
         ),
         "UsageHandler, sync": Variant(
             [UsageHandler({"user_id": 1}, node_name="sync", app=app_sync)]
+        ),
+        "UsageHandler, background + 3 budgets": Variant(
+            [
+                UsageHandler(
+                    {"user_id": 2, "source_type": "bench"}, node_name="bud", app=app_budgets
+                )
+            ],
+            llm_tracker.flush,
         ),
     }
     spans_before = sink.stats()["spans"]
@@ -286,6 +350,7 @@ def bench_backend(
     llm_tracker.flush()  # already done by the last round; counts must not race the writer
     sink_stats = sink.stats()
     counts = count_rows(app_sync)
+    counters = budget_counters(app_sync)
     with app_sync.app_context():
         db.drop_all()
     conn.close()
@@ -297,7 +362,7 @@ def bench_backend(
         " and overhead over no handler (caller: until the last invoke returns; settled:"
         " until the background work is flushed too; cpu: this process's CPU, settled)"
     )
-    print(f"  {'':26s}" + "".join(f"{m:>9s} {'+':>7s}" for m in MEASURES))
+    print(f"  {'':38s}" + "".join(f"{m:>9s} {'+':>7s}" for m in MEASURES))
     base = result["no handler"]
     overhead = {
         label: tuple(v - b for v, b in zip(values, base, strict=True))
@@ -305,13 +370,13 @@ def bench_backend(
     }
     for label, values in result.items():
         print(
-            f"  {label:26s}"
+            f"  {label:38s}"
             + "".join(
                 f"{v:9.1f} {'' if label == 'no handler' else f'{o:7.1f}':>7s}"
                 for v, o in zip(values, overhead[label], strict=True)
             )
         )
-    print(f"  {'overhead ratios':26s}" + "".join(f"{m:>17s}" for m in MEASURES) + "   target")
+    print(f"  {'overhead ratios':38s}" + "".join(f"{m:>17s}" for m in MEASURES) + "   target")
     for (ours, theirs), target in RATIOS.items():
         ratios = [o / t for o, t in zip(overhead[ours], overhead[theirs], strict=True)]
         verdict = (
@@ -324,7 +389,7 @@ def bench_backend(
             )
         )
         print(
-            f"  {SHORT[ours] + ' / ' + SHORT[theirs]:26s}"
+            f"  {SHORT[ours] + ' / ' + SHORT[theirs]:38s}"
             + "".join(f"{r:16.2f}x" for r in ratios)
             + f"   {verdict}"
         )
@@ -336,16 +401,20 @@ def bench_backend(
     )
     print(
         f"  rows: {counts['rows']} stored, {counts['run_ids']} distinct run ids (expected "
-        f"{3 * per_variant}: raw, background, sync), {counts['spooled']} spooled"
+        f"{4 * per_variant}: raw, background, sync, budgets), {counts['spooled']} spooled"
     )
     problems = []
     if spans != per_variant:
         problems.append(f"Langfuse exported {spans} spans, not {per_variant}")
-    if counts["rows"] != 3 * per_variant or counts["run_ids"] != counts["rows"]:
+    if counts["rows"] != 4 * per_variant or counts["run_ids"] != counts["rows"]:
         problems.append("rows lost or doubled")
     if counts["spooled"]:
         problems.append("rows spooled")
-    for node in ("bg", "sync"):
+    for name_, spent, reserved, cost in counters:
+        print(f"  budget {name_}: spent {spent} (rows: {cost}), reserved {reserved}")
+        if spent != cost or reserved != 0 or len(counters) != 3:
+            problems.append(f"budget {name_}: counter {spent} / {reserved} vs rows {cost}")
+    for node in ("bg", "sync", "bud"):
         rolled = [
             counts[f"{node} {t}"]
             for t in ("llm_tracker_usage_rollup", "llm_tracker_usage_rollup_day")
