@@ -285,7 +285,8 @@ def _new_engine(app: Flask) -> Engine:
             url.update_query_dict({"options": options}),
             pool_size=8,
             max_overflow=24,
-            pool_pre_ping=True,
+            # No pre-ping (a round trip per call): a dead connection fails one check,
+            # which invalidates it (_try_reserve), and that call goes ahead unchecked.
             connect_args={"connect_timeout": max(round(timeout_s), 1)},
         )
     if url.database in (None, "", ":memory:"):
@@ -625,26 +626,42 @@ def reserve(
     ttl = float(app.config.get("LLM_TRACKER_BUDGET_RESERVATION_TTL_S", 900))
     expires_at = now + timedelta(seconds=ttl)
     too_big = any(not _fits(rule, Decimal(0), 0, usd, tokens) for rule, _, _ in holds)
-    try:
-        with budget_engine(app).connect() as conn:
-            for attempt in range(2):
-                if not too_big:
-                    if _try_reserve(conn, holds, run_id, usd, tokens, expires_at):
-                        names = tuple(rule.name for rule, _, _ in holds)
-                        return Held(run_id, usd, tokens, names)
-                    if attempt == 0:
-                        with conn.begin():
-                            released = release_expired(conn, now)
-                        if released:
-                            continue
-                with conn.begin():
-                    refusal = _blocked(conn, holds, usd, tokens, now)
-                send_alerts(conn, app)
-                raise refusal
-    except BudgetExceeded:
-        raise
-    except Exception as exc:  # the driver's or SQLAlchemy's: the database is unavailable
-        return _unavailable(fail_closed, holds[0][0], exc)
+    failure: Exception | None = None
+    for _connection in range(2):  # a connection the server dropped: once more, afresh
+        try:
+            return _reserve_on(app, holds, run_id, usd, tokens, expires_at, now, too_big)
+        except BudgetExceeded:
+            raise
+        except Exception as exc:  # the driver's or SQLAlchemy's: the database is unavailable
+            failure = exc
+    assert failure is not None
+    return _unavailable(fail_closed, holds[0][0], failure)
+
+
+def _reserve_on(
+    app: Flask,
+    holds: list[tuple[Rule, str, datetime]],
+    run_id: str,
+    usd: Decimal,
+    tokens: int,
+    expires_at: datetime,
+    now: datetime,
+    too_big: bool,
+) -> Held:
+    with budget_engine(app).connect() as conn:
+        for attempt in range(2):
+            if not too_big:
+                if _try_reserve(conn, holds, run_id, usd, tokens, expires_at):
+                    return Held(run_id, usd, tokens, tuple(rule.name for rule, _, _ in holds))
+                if attempt == 0:
+                    with conn.begin():
+                        released = release_expired(conn, now)
+                    if released:
+                        continue
+            with conn.begin():
+                refusal = _blocked(conn, holds, usd, tokens, now)
+            send_alerts(conn, app)
+            raise refusal
     raise AssertionError("unreachable")
 
 

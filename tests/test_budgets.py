@@ -151,3 +151,28 @@ def test_a_budget_counts_what_its_scope_spent_before_it_existed(app_ctx):
 def test_periods_roll_over_at_the_zone_midnight(zone, instant, period, start, end):
     got = period_bounds(period, ZoneInfo(zone), datetime(*instant, tzinfo=UTC))
     assert got == (datetime(*start, tzinfo=UTC), datetime(*end, tzinfo=UTC))
+
+
+def test_call_and_track_lets_budget_exceeded_through(make_app, fake_provider, monkeypatch):
+    from support.llm_settings import clear_llm_env, provider_config
+
+    from llm_tracker.llm_tracker import LLMTracker
+
+    clear_llm_env(monkeypatch)
+    app = make_app(**provider_config("openai", fake_provider.base_url))
+    with app.app_context():
+        create_budget(
+            {
+                "name": "nothing",
+                "scope": "node",
+                "scope_value": "n",
+                "period": "day",
+                "limit_usd": "0",
+            }
+        )
+        with pytest.raises(BudgetExceeded) as caught:
+            LLMTracker.call_and_track([{"role": "user", "content": "hi"}], node_name="n")
+        assert caught.value.budget == "nothing" and caught.value.scope_value == "n"
+        assert fake_provider.requests == []
+        (row,) = _rows()
+        assert not row.success and row.meta["budget"] == "nothing" and row.node_name == "n"
