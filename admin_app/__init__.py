@@ -49,7 +49,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     llm_tracker.init_app(app)
     migrate.init_app(app, db)
 
-    from llm_tracker import views
+    from llm_tracker import budget_views, views
 
     from . import auth, cli, dashboard, security_headers
 
@@ -57,6 +57,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     security_headers.init_app(app)
     auth.init_app(app)
     app.register_blueprint(views.bp, url_prefix="/api/v1/admin")
+    app.register_blueprint(budget_views.bp, url_prefix="/api/v1/admin")
     app.register_blueprint(dashboard.bp)
     views.register_error_handlers(app)
     return app

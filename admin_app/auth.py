@@ -26,7 +26,7 @@ from flask import (
 )
 from flask_login import LoginManager, current_user, login_user, logout_user
 from flask_wtf import FlaskForm
-from flask_wtf.csrf import CSRFProtect
+from flask_wtf.csrf import CSRFProtect, generate_csrf
 from marshmallow import Schema, ValidationError, fields, validate
 from sqlalchemy import Insert, case, delete, select, update
 from sqlalchemy.dialects import postgresql, sqlite
@@ -324,6 +324,12 @@ def _log_out() -> None:
         user.end_sessions()
         db.session.commit()
     logout_user()
+
+
+@bp.get("/api/v1/auth/csrf")
+def api_csrf() -> Response:
+    """A CSRF token for this session: cookie-session writes send it in ``X-CSRFToken``."""
+    return jsonify({"csrf_token": generate_csrf()})
 
 
 @bp.get("/api/v1/auth/me")

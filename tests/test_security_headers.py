@@ -11,6 +11,7 @@ from conftest import ADMIN_PASSWORD, USER_PASSWORD, create_test_user
 from support.helpers import INTERNAL_ERROR
 
 from llm_tracker import LLMUsage, db, flush, record_usage
+from llm_tracker.budget_admin import create_budget
 
 ROOT = Path(__file__).resolve().parents[1]
 EXPECTED = {
@@ -119,6 +120,42 @@ CASES = {
         "application/json",
     ),
     "usage export": ("admin", "GET", "/api/v1/admin/llm-usage/export.csv", None, 200, "text/csv"),
+    "api csrf token": ("admin", "GET", "/api/v1/auth/csrf", None, 200, "application/json"),
+    "budgets": ("admin", "GET", "/api/v1/admin/budgets/", None, 200, "application/json"),
+    "budget": ("admin", "GET", "/api/v1/admin/budgets/1/", None, 200, "application/json"),
+    # Cookie-session writes without the CSRF token: refused before the view, as JSON.
+    "budget create without csrf": (
+        "admin",
+        "POST",
+        "/api/v1/admin/budgets/",
+        {"name": "x"},
+        400,
+        "application/json",
+    ),
+    "budget change without csrf": (
+        "admin",
+        "PATCH",
+        "/api/v1/admin/budgets/1/",
+        {"limit_usd": "2"},
+        400,
+        "application/json",
+    ),
+    "budget removal without csrf": (
+        "admin",
+        "DELETE",
+        "/api/v1/admin/budgets/1/",
+        None,
+        400,
+        "application/json",
+    ),
+    "budget alerts": (
+        "admin",
+        "GET",
+        "/api/v1/admin/budget-alerts/",
+        None,
+        200,
+        "application/json",
+    ),
     "unknown url 404": (None, "GET", "/no/such/page", None, 404, "application/json"),
 }
 
@@ -130,6 +167,7 @@ def site(app):
     create_test_user(app, "alice", USER_PASSWORD)
     with app.app_context():
         row_id = str(record_usage("gpt-4o-mini", prompt_tokens=10, completion_tokens=5).id)
+        create_budget({"name": "site", "scope": "global", "period": "day", "limit_usd": "1"})
     flush()  # the row is committed before the requests read it
     return row_id
 
