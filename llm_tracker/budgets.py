@@ -258,14 +258,16 @@ def budget_engine(app: Flask) -> Engine:
     with _ENGINES_LOCK:
         entry = _ENGINES.get(id(app))
         if entry is None or entry[0] != os.getpid():
-            with app.app_context():
-                engine = _new_engine(app)
+            engine = _new_engine(app)
             entry = _ENGINES[id(app)] = (os.getpid(), engine)
     return entry[1]
 
 
 def _new_engine(app: Flask) -> Engine:
-    url = db.engine.url
+    # The app's engine without pushing an app context (a recording handler in background
+    # mode needs none, and pushing one costs a third of a call).
+    app_engine: Engine = db._app_engines[app][None]
+    url = app_engine.url
     timeout_s = float(app.config.get("LLM_TRACKER_WRITER_TIMEOUT_S", 10))
     ms = int(timeout_s * 1000)
     if url.get_backend_name() == "postgresql":
@@ -290,7 +292,7 @@ def _new_engine(app: Flask) -> Engine:
             connect_args={"connect_timeout": max(round(timeout_s), 1)},
         )
     if url.database in (None, "", ":memory:"):
-        return db.engine
+        return app_engine
     busy_ms = int(app.config.get("LLM_TRACKER_SQLITE_BUSY_TIMEOUT_MS", 30000))
     engine = create_engine(url)
     event.listen(engine, "connect", lambda conn, _record: sqlite_pragmas(conn, busy_ms))
