@@ -1,9 +1,9 @@
 """The admin dashboard pages: ``/`` (statistics), ``/users/<id>`` (one user's spend),
-``/usage`` (the list) and ``/usage/<id>``.
+``/usage`` (the list), ``/usage/<id>`` and ``/budgets``.
 
 The pages are shells: their JavaScript (``static/dashboard.js``) reads the admin JSON API,
-so the numbers on screen are the API's numbers. The views only check access and render
-the user filter's options.
+so the numbers on screen are the API's numbers (``static/budgets.js`` for ``/budgets``).
+The views only check access and render the user filter's options.
 """
 
 from __future__ import annotations
@@ -78,3 +78,10 @@ def usage() -> str:
 def usage_detail(usage_id: str) -> str:
     """One usage row, read-only."""
     return render_template("usage_detail.html", page="detail", usage_id=usage_id)
+
+
+@bp.get("/budgets")
+@admin_page
+def budgets() -> str:
+    """The budgets, their status per scope key, and the form that adds or changes one."""
+    return render_template("budgets.html", page="budgets", users=_users())

@@ -16,7 +16,7 @@ from llm_tracker import User, db
 pytestmark = pytest.mark.contract
 
 ROOT = Path(__file__).resolve().parents[1]
-PAGES = ["/", "/users/1", "/usage", "/usage/0b6d3f64-3e5a-4bd4-9d59-6b4b4c1c5d5e"]
+PAGES = ["/", "/users/1", "/usage", "/usage/0b6d3f64-3e5a-4bd4-9d59-6b4b4c1c5d5e", "/budgets"]
 FORBIDDEN = "admin access required (an active staff or superuser account)"
 
 
@@ -168,6 +168,43 @@ def test_usage_shells(client, auth, admin_user, path, marks):
         assert mark in page
 
 
+def test_budgets_shell(client, auth, admin_user):
+    assert auth.login().status_code == 200
+    page = client.get("/budgets").get_data(as_text=True)
+    assert '<body class="app"\n      data-page="budgets"' in page
+    assert '<a href="/budgets" aria-current="page" data-i18n="nav.budgets">Budgets</a>' in page
+    # A shell: the list is the API's, written with the session's CSRF token.
+    assert 'data-api="/api/v1/admin/budgets/" data-csrf="/api/v1/auth/csrf"' in page
+    assert '<form id="budget-form" class="budget-form"' in page
+    for name in ("name", "scope_value", "tz", "limit_usd", "limit_tokens", "thresholds"):
+        assert f'<input name="{name}"' in page
+    assert '<input name="webhook_url" type="url"' in page
+    assert '<input type="checkbox" name="active" checked>' in page
+    for name in ("scope", "scope_user", "period", "action"):
+        assert f'<select name="{name}">' in page
+    # The user picker offers each user separately, or one user by id.
+    users = page[page.index('<select name="scope_user">') :]
+    users = users[: users.index("</select>")]
+    assert re.findall(r'<option value="(\d*)"', users) == ["", str(admin_user)]
+    assert '<script src="/static/dashboard.js"></script>' in page
+    assert '<script src="/static/budgets.js"></script>' in page
+
+
+@pytest.mark.parametrize("path", ["/", "/usage", "/usage/x", "/budgets"])
+def test_every_admin_page_has_the_budget_alert_banner(client, auth, admin_user, path):
+    assert auth.login().status_code == 200
+    page = client.get(path).get_data(as_text=True)
+    assert '<div id="budget-banner" class="banner" role="status"' in page
+    assert 'data-api="/api/v1/admin/budget-alerts/?current=true"' in page
+    assert 'data-budgets-url="/budgets"' in page
+
+
+def test_no_banner_for_non_admins_or_on_the_login_form(client, auth, regular_user):
+    assert 'id="budget-banner"' not in client.get("/login").get_data(as_text=True)
+    assert auth.login("alice", USER_PASSWORD).status_code == 200
+    assert 'id="budget-banner"' not in client.get("/budgets").get_data(as_text=True)
+
+
 def test_user_page_is_the_dashboard_drilled_down_to_the_user(client, auth, admin_user):
     assert auth.login().status_code == 200
     response = client.get("/users/7")
@@ -179,7 +216,7 @@ def test_user_page_is_the_dashboard_drilled_down_to_the_user(client, auth, admin
     assert client.get("/users/abc").status_code == 404
 
 
-@pytest.mark.parametrize("path", ["/", "/usage", "/usage/x", "/login"])
+@pytest.mark.parametrize("path", ["/", "/usage", "/usage/x", "/budgets", "/login"])
 def test_pages_load_nothing_from_other_hosts(client, auth, admin_user, path):
     assert auth.login().status_code == 200 or path == "/login"
     page = client.get(path, follow_redirects=True).get_data(as_text=True)
@@ -196,6 +233,8 @@ def test_static_files_are_served(client):
         assert chart.get_data(as_text=True).startswith("/*!\n * Chart.js v4.6.1\n")
     with client.get("/static/dashboard.js") as script:
         assert script.status_code == 200 and b"getJSON" in script.data
+    with client.get("/static/budgets.js") as script:
+        assert script.status_code == 200 and b"X-CSRFToken" in script.data
     with client.get("/static/dashboard.css") as style:
         assert style.status_code == 200
     with client.get("/static/i18n.js") as messages:

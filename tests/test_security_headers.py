@@ -45,6 +45,8 @@ CASES = {
         302,
         "text/html",
     ),
+    "budgets page": ("admin", "GET", "/budgets", None, 200, "text/html"),
+    "static budgets script": (None, "GET", "/static/budgets.js", None, 200, "text/javascript"),
     "static i18n script": (None, "GET", "/static/i18n.js", None, 200, "text/javascript"),
     "static script": (None, "GET", "/static/dashboard.js", None, 200, "text/javascript"),
     "static style": (None, "GET", "/static/dashboard.css", None, 200, "text/css"),
@@ -241,8 +243,9 @@ def test_templates_have_no_inline_script_or_style(template):
     assert re.findall(r"\sstyle\s*=|<style\b|javascript:", text, flags=re.IGNORECASE) == []
 
 
-def test_dashboard_script_writes_no_inline_style_or_markup():
-    script = (ROOT / "admin_app" / "static" / "dashboard.js").read_text(encoding="utf-8")
+@pytest.mark.parametrize("name", ["dashboard.js", "budgets.js"])
+def test_dashboard_script_writes_no_inline_style_or_markup(name):
+    script = (ROOT / "admin_app" / "static" / name).read_text(encoding="utf-8")
     # setAttribute("style") and style="" in HTML strings are refused by style-src 'self'
     # (CSSOM writes such as node.style.x are allowed, and Chart.js uses only those).
     assert (

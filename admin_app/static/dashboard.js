@@ -27,11 +27,14 @@
     }
   }
 
-  async function getJSON(url) {
+  // One request to the API (GET by default; init adds a method, headers, a body): its JSON
+  // answer (null for 204 No Content), or an ApiError.
+  async function requestJSON(url, init = {}) {
     let response;
     try {
       response = await fetch(url, {
-        headers: { Accept: "application/json" },
+        ...init,
+        headers: { Accept: "application/json", ...(init.headers || {}) },
         credentials: "same-origin",
       });
     } catch (err) {
@@ -51,6 +54,10 @@
       throw new ApiError("api", message, response.status);
     }
     return data;
+  }
+
+  function getJSON(url) {
+    return requestJSON(url);
   }
 
   // --- formatting ---------------------------------------------------------------------
@@ -1139,6 +1146,106 @@
     load();
   }
 
+  // --- the budget-alert banner, on every page -----------------------------------------
+
+  // The alerts of the budgets' current periods (GET budget-alerts/?current=true), one line
+  // per budget and scope key (its most serious alert: blocked, else the highest threshold
+  // crossed), each a link to the budgets page. No alerts, or an answer that is not a list
+  // of alerts (a session ended, an older server): no banner, and nothing else changes.
+  const banner = document.getElementById("budget-banner");
+  let bannerAlerts = [];
+  const userLabels = new Map(); // user id -> username, from the budgets' status
+
+  function fmtPercent(x) {
+    return formatter("percent", (l) => new Intl.NumberFormat(l, {
+      style: "percent", maximumFractionDigits: 1,
+    })).format(x);
+  }
+
+  function alertScope(alert) {
+    if (alert.scope === "global" || alert.scope_key === null || alert.scope_key === undefined) {
+      return "";
+    }
+    const value = alert.scope === "user"
+      ? alert.label || userLabels.get(String(alert.scope_key)) || `#${alert.scope_key}`
+      : alert.scope_key;
+    return t("banner.scope", { what: t(`banner.scope_${alert.scope}`), value });
+  }
+
+  function severity(alert) {
+    return alert.reason === "blocked" ? Infinity : Number(alert.threshold);
+  }
+
+  function bannerLines(alerts) {
+    const worst = new Map();
+    for (const alert of alerts) {
+      const key = `${alert.budget_id}\u0000${alert.scope_key ?? ""}`;
+      if (!worst.has(key) || severity(alert) > severity(worst.get(key))) worst.set(key, alert);
+    }
+    return [...worst.values()];
+  }
+
+  function bannerText(alert) {
+    const vars = { name: alert.budget, scope: alertScope(alert),
+      period: t(`banner.period_${alert.period}`), pct: fmtPercent(Number(alert.threshold)) };
+    return t(alert.reason === "blocked" ? "banner.blocked" : "banner.threshold", vars);
+  }
+
+  const BANNER_MAX = 5;
+
+  function renderBanner() {
+    if (!banner) return;
+    const lines = bannerLines(bannerAlerts);
+    const shown = lines.slice(0, BANNER_MAX);
+    const items = shown.map((a) => el("li", { dataset: { budgetId: a.budget_id,
+      scopeKey: a.scope_key ?? "", reason: a.reason || "threshold" },
+    class: a.reason === "blocked" ? "blocked" : null },
+    el("a", { href: banner.dataset.budgetsUrl }, bannerText(a))));
+    if (lines.length > shown.length) {
+      items.push(el("li", { class: "more" }, el("a", { href: banner.dataset.budgetsUrl },
+        t("banner.more", { n: fmtInt(lines.length - shown.length) }))));
+    }
+    banner.replaceChildren(el("span", { class: "banner-label" }, t("banner.label")),
+      el("ul", {}, ...items));
+    banner.classList.toggle("blocked", shown.some((a) => a.reason === "blocked"));
+    banner.hidden = lines.length === 0;
+  }
+
+  async function fetchBanner() {
+    const answer = await getJSON(banner.dataset.api);
+    const alerts = answer && Array.isArray(answer.alerts) ? answer.alerts : [];
+    const unnamed = alerts.some((a) => a.scope === "user" && a.scope_key !== null
+      && !a.label && !userLabels.has(String(a.scope_key)));
+    if (unnamed && banner.dataset.apiBudgets) {
+      // Alerts name a user by id; the budgets' status carries the username.
+      const list = await getJSON(banner.dataset.apiBudgets);
+      for (const budget of (list && list.budgets) || []) {
+        for (const s of budget.status || []) {
+          if (s.label && s.scope_key !== null) userLabels.set(String(s.scope_key), s.label);
+        }
+      }
+    }
+    return alerts;
+  }
+
+  async function refreshBanner() {
+    if (!banner) return;
+    let alerts = [];
+    try {
+      alerts = await fetchBanner();
+    } catch (err) {
+      if (!(err instanceof ApiError)) throw err;
+    }
+    bannerAlerts = alerts;
+    renderBanner();
+    banner.dataset.loads = String(Number(banner.dataset.loads || 0) + 1);
+  }
+
+  if (banner) {
+    I18N.onChange(renderBanner);
+    refreshBanner();
+  }
+
   const init = {
     dashboard: initDashboard,
     usage: initUsage,
@@ -1146,6 +1253,11 @@
   }[body.dataset.page];
   if (init) init();
 
-  // For tests and the console: the same formatting the pages use.
-  window.llmTracker = { fmtUSD, fmtInt, fmtTime, fmtBucket, fmtShare, fmtMs };
+  // For tests and the console: the same formatting the pages use; and for the budgets
+  // page's script (budgets.js), the same API calls, status line and loads.
+  window.llmTracker = {
+    fmtUSD, fmtInt, fmtTime, fmtBucket, fmtShare, fmtMs, fmtPercent, fmtExactUSD,
+    ApiError, requestJSON, getJSON, el, showStatus, showError, clearStatus, loadPage,
+    browserZone, refreshBanner,
+  };
 })();
