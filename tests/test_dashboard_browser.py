@@ -1285,7 +1285,7 @@ def test_chinese_from_the_browser_language_and_the_switch(browser, site):
         assert page.evaluate("document.documentElement.lang") == "zh-CN"
         assert page.title() == "仪表盘 · llm_tracker"
         assert page.text_content("h1") == "仪表盘"
-        assert page.locator(".topbar nav a").all_text_contents() == ["仪表盘", "调用记录"]
+        assert page.locator(".topbar nav a").all_text_contents() == ["仪表盘", "调用记录", "预算"]
         assert page.text_content(".topbar .who") == "已登录 admin · 退出"
         assert page.input_value("[data-lang-switch]") == "zh-CN"
         assert page.locator("select[name=period] option").all_text_contents() == [
