@@ -26,7 +26,6 @@ _COUNTER: Table = BudgetCounter.__table__  # type: ignore[assignment]
 _RESERVATION: Table = BudgetReservation.__table__  # type: ignore[assignment]
 _ALERT: Table = BudgetAlert.__table__  # type: ignore[assignment]
 _RAW: Table = LLMUsage.__table__  # type: ignore[assignment]
-_NO_NUL = validate.ContainsNoneOf(["\x00"], error="must not contain NUL characters")
 # Fields whose change makes the counters count other rows: recounted from the raw rows.
 _COUNTING = ("scope", "scope_value", "period", "tz", "active")
 
@@ -38,16 +37,26 @@ def _tz(value: str) -> None:
         raise ValidationError(str(exc)) from None
 
 
+def _storable(value: str) -> None:
+    # Text no database column takes: a NUL, or a lone surrogate (JSON "\\ud800").
+    if "\x00" in value:
+        raise ValidationError("must not contain NUL characters")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValidationError("must not contain lone surrogates") from None
+
+
 class BudgetSchema(Schema):
     """A budget as the API takes it (JSON) and the CLI builds it; unknown fields refused."""
 
     class Meta:
         unknown = RAISE
 
-    name = fields.String(required=True, validate=[validate.Length(min=1, max=200), _NO_NUL])
+    name = fields.String(required=True, validate=[validate.Length(min=1, max=200), _storable])
     scope = fields.String(required=True, validate=validate.OneOf(SCOPES))
     scope_value = fields.String(
-        allow_none=True, validate=[validate.Length(min=1, max=200), _NO_NUL]
+        allow_none=True, validate=[validate.Length(min=1, max=200), _storable]
     )
     period = fields.String(required=True, validate=validate.OneOf(PERIODS))
     tz = fields.String(load_default="UTC", validate=[validate.Length(max=64), _tz])
@@ -67,7 +76,7 @@ class BudgetSchema(Schema):
         allow_none=True,
         schemes={"http", "https"},
         require_tld=False,
-        validate=validate.Length(max=2000),
+        validate=[validate.Length(max=2000), _storable],
     )
     active = fields.Boolean(load_default=True)
 
@@ -153,7 +162,7 @@ def update_budget(budget: Budget, data: Mapping[str, Any]) -> Budget:
     try:
         check_budget(merged)
     except ValidationError as exc:
-        raise ValueError(f"invalid budget: {describe_errors(exc.messages)}") from None
+        raise ValueError(f"invalid budget: {describe_errors(exc.normalized_messages())}") from None
     if "name" in changes:
         _name_taken(changes["name"], budget.id)
     conn = db.session.connection()

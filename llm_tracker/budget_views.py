@@ -28,6 +28,8 @@ from .models import Budget
 from .views import _bad_value, _invalid_query, _require_admin
 
 bp = Blueprint("llm_tracker_budgets", __name__)
+# Budget ids are 32-bit: a larger id in a URL names no budget (and never reaches the query).
+MAX_BUDGET_ID = 2**31 - 1
 bp.before_request(_require_admin)
 bp.register_error_handler(ValidationError, _invalid_query)
 bp.register_error_handler(ValueError, _bad_value)
@@ -39,20 +41,24 @@ class BudgetAlertsQuery(Schema):
     class Meta:
         unknown = RAISE
 
-    budget_id = fields.Integer(strict=False, validate=validate.Range(min=1, max=2**31 - 1))
+    budget_id = fields.Integer(strict=False, validate=validate.Range(min=1, max=MAX_BUDGET_ID))
     current = fields.Boolean(truthy={"true", "True", "TRUE"}, falsy={"false", "False", "FALSE"})
     limit = fields.Integer(strict=False, validate=validate.Range(min=1, max=1000))
 
 
 def _body() -> dict[str, Any]:
-    data = request.get_json(silent=True)
+    try:
+        data = request.get_json(silent=True)
+    except RecursionError:
+        # silent=True covers only ValueError; deep nesting makes the decoder recurse out.
+        raise BadRequest(description="JSON body is nested too deeply") from None
     if not isinstance(data, dict):
         raise BadRequest(description="the request body must be a JSON object")
     return data
 
 
 def _budget(budget_id: int) -> Budget:
-    budget = db.session.get(Budget, budget_id)
+    budget = db.session.get(Budget, budget_id) if budget_id <= MAX_BUDGET_ID else None
     if budget is None:
         abort(404, description=f"no budget with id {budget_id}")
     return budget

@@ -111,11 +111,22 @@ def test_create_read_change_delete(client, app_ctx, admin):
         ({**DAILY, "action": "warn"}, "action: Must be one of"),
         ({**DAILY, "tz": "Mars/Olympus"}, "tz: unknown time zone 'Mars/Olympus'"),
         ({**DAILY, "limit_usd": "-1"}, "limit_usd: Must be greater than or equal to 0"),
-        ({**DAILY, "limit_usd": None}, "a budget needs limit_usd, limit_tokens or both"),
+        ({**DAILY, "limit_tokens": -5}, "limit_tokens: Must be greater than or equal to 0"),
+        ({**DAILY, "limit_usd": "NaN"}, "limit_usd: Special numeric values (nan or infinity)"),
+        ({**DAILY, "limit_usd": None}, "limit_usd: a budget needs limit_usd, limit_tokens or both"),
+        (
+            {k: v for k, v in DAILY.items() if k != "limit_usd"},
+            "limit_usd: a budget needs limit_usd, limit_tokens or both",
+        ),
         ({**DAILY, "scope": "global"}, "scope_value: a global budget has no scope_value"),
         ({**DAILY, "scope_value": "bob"}, "scope_value: a user budget's scope_value is a user id"),
         ({**DAILY, "thresholds": [0, 1]}, "thresholds: 0: Must be greater than 0"),
+        ({**DAILY, "thresholds": "0.5"}, "thresholds: Not a valid list."),
         ({**DAILY, "webhook_url": "ftp://x"}, "webhook_url: Not a valid URL."),
+        ({**DAILY, "webhook_url": "http://\ud800.example/"}, "webhook_url: must not contain lone"),
+        ({**DAILY, "name": "a\x00b"}, "name: must not contain NUL characters"),
+        ({**DAILY, "name": "\ud800"}, "name: must not contain lone surrogates"),
+        ({**DAILY, "scope_value": str(2**63)}, "scope_value: user id out of range"),
         ({"scope": "user"}, "name: Missing data for required field."),
     ],
 )
@@ -133,7 +144,14 @@ def test_not_an_object_duplicate_names_and_bad_patches(client, admin):
         assert response.status_code == 400
         assert response.get_json() == {"error": "the request body must be a JSON object"}
     response = client.post(BUDGETS, data="{", content_type="application/json", headers=admin)
+    assert response.get_json() == {"error": "the request body must be a JSON object"}
+    deep = "[" * 100_000 + "]" * 100_000
+    response = client.post(BUDGETS, data=deep, content_type="application/json", headers=admin)
     assert response.status_code == 400
+    assert response.get_json() == {"error": "JSON body is nested too deeply"}
+    response = client.post(BUDGETS, data="name=daily", headers=admin)  # a form, not JSON
+    assert response.status_code == 400
+    assert response.get_json() == {"error": "the request body must be a JSON object"}
     assert client.post(BUDGETS, json=DAILY, headers=admin).status_code == 201
     response = client.post(BUDGETS, json=DAILY, headers=admin)
     assert response.status_code == 400
@@ -144,6 +162,29 @@ def test_not_an_object_duplicate_names_and_bad_patches(client, admin):
     assert "needs limit_usd, limit_tokens or both" in response.get_json()["error"]
     response = client.patch(url, json={"scope": "moon"}, headers=admin)
     assert response.status_code == 400 and "scope: Must be one of" in response.get_json()["error"]
+    response = client.patch(url, json={"scope": "global"}, headers=admin)  # still for user 7
+    assert response.get_json() == {
+        "error": "invalid budget: scope_value: a global budget has no scope_value"
+    }
+    response = client.patch(url, json=[1], headers=admin)
+    assert response.get_json() == {"error": "the request body must be a JSON object"}
+    assert client.post(BUDGETS, json={**DAILY, "name": "other"}, headers=admin).status_code == 201
+    response = client.patch(url, json={"name": "other"}, headers=admin)
+    assert response.status_code == 400
+    assert response.get_json() == {
+        "error": "invalid budget: name: a budget named 'other' already exists"
+    }
+    assert client.get(url).get_json()["name"] == "daily"  # nothing changed
+
+
+def test_ids_beyond_32_bits_are_404_not_a_database_error(client, admin):
+    url = f"{BUDGETS}{2**70}/"
+    for method in ("GET", "PATCH", "DELETE"):
+        response = client.open(url, method=method, json={}, headers=admin)
+        assert response.status_code == 404
+        assert response.get_json() == {"error": f"no budget with id {2**70}"}
+    response = client.get(f"{ALERTS}?budget_id={2**70}")
+    assert response.status_code == 400
 
 
 def test_alerts_are_listed_after_a_threshold_is_crossed(client, app_ctx, admin):
