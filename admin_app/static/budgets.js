@@ -392,9 +392,10 @@
     form.querySelector("[data-action=cancel]").addEventListener("click", closeEditor);
     document.getElementById("add-budget").addEventListener("click", () => openEditor(null));
     list.addEventListener("click", (event) => {
-      const button = event.target.closest("button[data-action]");
-      if (!button) return;
-      const id = Number(button.closest("article.budget").dataset.id);
+      const button = event.target.closest(".budget-actions button[data-action]");
+      const article = button && button.closest("article.budget");
+      if (!article) return;
+      const id = Number(article.dataset.id);
       const b = budgets.find((x) => x.id === id);
       if (!b) return;
       if (button.dataset.action === "edit") openEditor(b);

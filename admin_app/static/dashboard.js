@@ -1172,8 +1172,15 @@
     return t("banner.scope", { what: t(`banner.scope_${alert.scope}`), value });
   }
 
+  // A block budget used up (a call refused, or its 100 % crossed) refuses calls until it
+  // resets; any other alert is a threshold reached.
+  function blocks(alert) {
+    return alert.reason === "blocked"
+      || (alert.action === "block" && Number(alert.threshold) >= 1);
+  }
+
   function severity(alert) {
-    return alert.reason === "blocked" ? Infinity : Number(alert.threshold);
+    return blocks(alert) ? Infinity : Number(alert.threshold);
   }
 
   function bannerLines(alerts) {
@@ -1188,7 +1195,7 @@
   function bannerText(alert) {
     const vars = { name: alert.budget, scope: alertScope(alert),
       period: t(`banner.period_${alert.period}`), pct: fmtPercent(Number(alert.threshold)) };
-    return t(alert.reason === "blocked" ? "banner.blocked" : "banner.threshold", vars);
+    return t(blocks(alert) ? "banner.blocked" : "banner.threshold", vars);
   }
 
   const BANNER_MAX = 5;
@@ -1198,8 +1205,8 @@
     const lines = bannerLines(bannerAlerts);
     const shown = lines.slice(0, BANNER_MAX);
     const items = shown.map((a) => el("li", { dataset: { budgetId: a.budget_id,
-      scopeKey: a.scope_key ?? "", reason: a.reason || "threshold" },
-    class: a.reason === "blocked" ? "blocked" : null },
+      scopeKey: a.scope_key ?? "", kind: blocks(a) ? "blocked" : "threshold" },
+    class: blocks(a) ? "blocked" : null },
     el("a", { href: banner.dataset.budgetsUrl }, bannerText(a))));
     if (lines.length > shown.length) {
       items.push(el("li", { class: "more" }, el("a", { href: banner.dataset.budgetsUrl },
@@ -1207,7 +1214,7 @@
     }
     banner.replaceChildren(el("span", { class: "banner-label" }, t("banner.label")),
       el("ul", {}, ...items));
-    banner.classList.toggle("blocked", shown.some((a) => a.reason === "blocked"));
+    banner.classList.toggle("blocked", shown.some(blocks));
     banner.hidden = lines.length === 0;
   }
 
@@ -1217,8 +1224,12 @@
     const unnamed = alerts.some((a) => a.scope === "user" && a.scope_key !== null
       && !a.label && !userLabels.has(String(a.scope_key)));
     if (unnamed && banner.dataset.apiBudgets) {
-      // Alerts name a user by id; the budgets' status carries the username.
-      const list = await getJSON(banner.dataset.apiBudgets);
+      // Alerts name a user by id; the budgets' status carries the username (without it,
+      // the line names the id).
+      const list = await getJSON(banner.dataset.apiBudgets).catch((err) => {
+        if (err instanceof ApiError) return null;
+        throw err;
+      });
       for (const budget of (list && list.budgets) || []) {
         for (const s of budget.status || []) {
           if (s.label && s.scope_key !== null) userLabels.set(String(s.scope_key), s.label);
