@@ -265,7 +265,7 @@ def _state(rule: Rule, spent_usd: Decimal, spent_tokens: int, blocked: int) -> s
 def _remaining(limit: Any, spent: Any, reserved: Any) -> Any:
     if limit is None:
         return None
-    return max(limit - spent - reserved, 0)
+    return max(limit - spent - reserved, type(limit)(0))  # Decimal or int, as the limit
 
 
 def key_status(budget: Budget, now: datetime | None = None) -> list[dict[str, Any]]:

@@ -5,6 +5,7 @@
 - ``flask reprice`` and ``flask prices missing``: cost rows again with today's rules, and
   list the models no price source knows.
 - ``flask rollup rebuild``: recompute the rollup tables from the raw rows.
+- ``flask budget add | list | remove``: budgets and their status (SPEC §9).
 
 The admin app's own commands (users) are in ``admin_app/cli.py``.
 """
@@ -19,8 +20,13 @@ from typing import Any
 import click
 from flask import Flask, current_app
 from flask.cli import AppGroup, with_appcontext
+from sqlalchemy import select
 
+from .budget_admin import budget_json, create_budget, delete_budget, list_budgets
+from .budgets import ACTIONS, PERIODS, SCOPES
+from .database import db
 from .llm_tracker import LLMTracker
+from .models import Budget
 from .params import parse_when
 from .pricing import GENAI_PRICES_VERSION, format_money
 from .recording import Spool, get_spool
@@ -302,6 +308,172 @@ def rollup_rebuild(since: datetime | None, batch_days: int) -> None:
     )
 
 
+# --- flask budget ---------------------------------------------------------------------
+
+budget_cli = AppGroup("budget", help="Budgets: add, list (with their status) and remove.")
+
+
+def _money(value: str | None, places: int | None = None) -> str:
+    # format_money's exact string (or rounded to ``places``), trailing zeros trimmed to
+    # cents: "5.00", "0.000151".
+    if value is None:
+        return "-"
+    if places is not None:
+        value = f"{Decimal(value).quantize(Decimal(1).scaleb(-places)):f}"
+    whole, _, frac = value.partition(".")
+    return f"{whole}.{frac.rstrip('0').ljust(2, '0')}"
+
+
+def _amounts(usd: str | None, tokens: int | None, places: int | None = None) -> str:
+    # "0.15 USD, 1200 tokens"; either part left out when it is None (no such limit).
+    parts = ([f"{_money(usd, places)} USD"] if usd is not None else []) + (
+        [f"{tokens} tokens"] if tokens is not None else []
+    )
+    return ", ".join(parts) or "-"
+
+
+def _scope(scope: str, value: str | None) -> str:
+    if scope == "global":
+        return "global"
+    if value is None:
+        return f"each {scope}"
+    return f"{scope} {value}" if scope == "user" else f"{scope} {value!r}"
+
+
+def describe_budget(budget: dict[str, Any]) -> str:
+    """One line about a budget (``budget_json``'s dict): what it covers, its limit, action."""
+    thresholds = ",".join(f"{t:g}" for t in budget["thresholds"]) or "none"
+    line = (
+        f"budget {budget['name']!r} (id {budget['id']}): "
+        f"{_scope(budget['scope'], budget['scope_value'])}, "
+        f"per {budget['period']} ({budget['tz']}), "
+        f"limit {_amounts(budget['limit_usd'], budget['limit_tokens'])}, "
+        f"action {budget['action']}, thresholds {thresholds}"
+    )
+    if budget["webhook_url"]:
+        line += f", webhook {budget['webhook_url']}"
+    return line
+
+
+def describe_status(budget: dict[str, Any], entry: dict[str, Any]) -> str:
+    """One line about one scope key of a budget in the current period."""
+    key = entry["scope_key"]
+    if budget["scope"] == "global":
+        who = "global"
+    elif budget["scope"] == "user":
+        who = f"user {key}" + (f" ({entry['label']})" if entry.get("label") else "")
+    else:
+        who = f"{budget['scope']} {key!r}"
+    remaining = _amounts(
+        entry["remaining_usd"] if budget["limit_usd"] is not None else None,
+        entry["remaining_tokens"] if budget["limit_tokens"] is not None else None,
+    )
+    line = (
+        f"{who}: spent {_amounts(entry['spent_usd'], entry['spent_tokens'])}; "
+        f"reserved {_amounts(entry['reserved_usd'], entry['reserved_tokens'])}; "
+        f"remaining {remaining}; resets at {entry['resets_at']}; state {entry['state']}; "
+        f"projected {_amounts(entry['projected_usd'], entry['projected_tokens'], 6)}"
+    )
+    if entry["blocked_calls"]:
+        line += f"; blocked calls {entry['blocked_calls']}"
+    return line
+
+
+@budget_cli.command("add")
+@click.argument("name")
+@click.option("--scope", required=True, metavar="|".join(SCOPES), help="What the budget covers.")
+@click.option(
+    "--value",
+    default=None,
+    help="The user id, node, source type or model; without it: each one separately.",
+)
+@click.option("--period", required=True, metavar="|".join(PERIODS), help="Calendar period.")
+@click.option("--limit-usd", default=None, metavar="USD", help="Spend limit per period.")
+@click.option("--limit-tokens", default=None, metavar="N", help="Token limit per period.")
+@click.option(
+    "--action",
+    default="block",
+    show_default=True,
+    metavar="|".join(ACTIONS),
+    help="block: refuse calls that do not fit; alert: only alert.",
+)
+@click.option("--tz", default="UTC", show_default=True, help="IANA time zone of the periods.")
+@click.option(
+    "--thresholds",
+    default=None,
+    metavar="0.8,1",
+    help="Fractions of the limit that alert, comma-separated (default 0.8,1; '' for none).",
+)
+@click.option("--webhook", default=None, metavar="URL", help="URL the alerts are POSTed to.")
+def budget_add(
+    name: str,
+    scope: str,
+    value: str | None,
+    period: str,
+    limit_usd: str | None,
+    limit_tokens: str | None,
+    action: str,
+    tz: str,
+    thresholds: str | None,
+    webhook: str | None,
+) -> None:
+    """Add a budget NAME (it counts what its scope spent so far this period)."""
+    data: dict[str, Any] = {
+        "name": name,
+        "scope": scope,
+        "scope_value": value,
+        "period": period,
+        "tz": tz,
+        "limit_usd": limit_usd,
+        "limit_tokens": limit_tokens,
+        "action": action,
+        "webhook_url": webhook,
+    }
+    if thresholds is not None:
+        data["thresholds"] = (
+            [t.strip() for t in thresholds.split(",")] if thresholds.strip() else []
+        )
+    try:
+        budget = create_budget(data)
+    except ValueError as exc:  # "invalid budget: field: problem", one line
+        db.session.rollback()
+        raise click.ClickException(str(exc)) from None
+    click.echo("added " + describe_budget(budget_json(budget)))
+
+
+@budget_cli.command("list")
+def budget_list() -> None:
+    """List the budgets, each with its status per scope key in the current period."""
+    found = list_budgets()
+    if not found:
+        click.echo("no budgets (flask budget add adds one)")
+        return
+    for budget in found:
+        data = budget_json(budget)
+        click.echo(f"{describe_budget(data)}; state {data['state']}")
+        for entry in data["status"]:
+            click.echo("  " + describe_status(data, entry))
+        if not data["status"]:
+            click.echo("  nothing spent this period")
+
+
+@budget_cli.command("remove")
+@click.argument("name")
+def budget_remove(name: str) -> None:
+    """Remove the budget NAME, with its counters, reservations and alerts."""
+    try:
+        name.encode("utf-8")  # undecodable argv bytes arrive as lone surrogates
+    except UnicodeEncodeError:
+        budget = None
+    else:
+        budget = db.session.execute(select(Budget).where(Budget.name == name)).scalar()
+    if budget is None:
+        raise click.ClickException(f"no budget named {name!r} (flask budget list shows them)")
+    budget_id = budget.id
+    delete_budget(budget)
+    click.echo(f"removed budget {name!r} (id {budget_id})")
+
+
 def register_commands(app: Flask) -> None:
     """Add the library's command groups to ``app.cli``."""
     app.cli.add_command(spool_cli)
@@ -309,3 +481,4 @@ def register_commands(app: Flask) -> None:
     app.cli.add_command(reprice_command)
     app.cli.add_command(prices_cli)
     app.cli.add_command(rollup_cli)
+    app.cli.add_command(budget_cli)

@@ -208,3 +208,16 @@ def test_alerts_are_listed_after_a_threshold_is_crossed(client, app_ctx, admin):
             response.status_code == 400
             and "invalid query parameters" in response.get_json()["error"]
         )
+
+
+def test_a_budget_already_over_its_limit_shows_nothing_remaining(client, app, admin):
+    with app.app_context():
+        record_usage("gpt-4o-mini", 1_000_000, 0, provider="openai", node_name="summarize")
+        flush()
+    body = {"name": "nodes", "scope": "node", "period": "week", "limit_usd": "0.1"}
+    response = client.post(BUDGETS, json={**body, "limit_tokens": 10}, headers=admin)
+    assert response.status_code == 201
+    (status,) = response.get_json()["status"]
+    assert status["scope_key"] == "summarize" and status["state"] == "exceeded"
+    assert status["remaining_usd"] == "0.000000000" and status["remaining_tokens"] == 0
+    assert response.get_json()["state"] == "exceeded"
