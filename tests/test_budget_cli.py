@@ -5,9 +5,11 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import pytest
+from sqlalchemy import update
 
-from llm_tracker import flush, record_usage
+from llm_tracker import db, flush, record_usage
 from llm_tracker.budgets import period_bounds
+from llm_tracker.models import BudgetCounter
 
 NOW = datetime.now(UTC)
 MONTH_START, MONTH_END = period_bounds("month", UTC, NOW)
@@ -218,3 +220,18 @@ def test_duplicate_names_and_missing_options(runner):
         "Error: no budget named '\\udcff' (flask budget list shows them)"
     )
     assert len(ok(runner, "list").splitlines()) == 2
+
+
+def test_blocked_calls_are_shown(app, runner, middle_of_month):
+    with app.app_context():
+        record_usage("gpt-4o-mini", 1_000_000, 0, provider="openai")  # $0.15
+        flush()
+    ok(runner, "add", "all", "--scope", "global", "--period", "month", "--limit-usd", "0.15")
+    with app.app_context():  # as a refused call leaves it
+        db.session.execute(update(BudgetCounter).values(blocked_calls=2))
+        db.session.commit()
+    assert ok(runner, "list").splitlines()[1] == (
+        "  global: spent 0.15 USD, 1000000 tokens; reserved 0.00 USD, 0 tokens; "
+        f"remaining 0.00 USD; resets at {MONTH_END.isoformat()}; state exceeded; "
+        "projected 0.30 USD, 2000000 tokens; blocked calls 2"
+    )
