@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
 
@@ -34,6 +35,7 @@ from test_dashboard_browser import (
 
 from llm_tracker import BudgetExceeded, UsageHandler, flush, record_usage
 from llm_tracker.budget_admin import create_budget
+from llm_tracker.database import utcnow
 
 # The dashboard tests' fixtures: one Chromium per module, a context that fails the test on
 # any script error or CSP violation, and the app served on 127.0.0.1.
@@ -120,6 +122,15 @@ def budget_site(app, serve, fake_provider):
         spend(users["alice"], 85)
         spend(users["bob"], 100)
         spend(users["carol"], 20, node="summarise")
+        # Earlier this month (when there was an earlier day): the month's budget only.
+        for days in (1, 2, 3):
+            record_usage(
+                MODEL,
+                prompt_tokens=400_000,
+                completion_tokens=100_000,
+                node_name="classify",
+                created_at=utcnow() - timedelta(days=days),
+            )
     flush()
     block_one_call(app, fake_provider, users["bob"])
     flush()
