@@ -397,26 +397,31 @@ def test_add_change_and_delete_through_the_form(context, budget_site):
     assert card.locator("#editor").count() == 1  # the form opens inside the card
     assert page.input_value("input[name=limit_usd]") == "3.5"
     assert page.input_value("select[name=scope_user]") == str(users["alice"])
-    page.fill("input[name=limit_usd]", "2.5")
+    page.fill("input[name=limit_usd]", "0.5")  # below what alice spent: over the limit
     page.select_option("select[name=action]", "block")
     page.fill("input[name=thresholds]", "0.8")
     page.uncheck("input[name=active]")
     with page.expect_request(lambda r: r.method == "PATCH") as sent:
         shown = shown_answer(page, lambda: page.click("#save"))
     assert sent.value.post_data_json == {
-        "limit_usd": "2.5",
+        "limit_usd": "0.5",
         "action": "block",
         "thresholds": [0.8],
         "active": False,
     }
     changed = shown["alice-weekly"]
     assert drop_projections(api_budgets(page, base)["alice-weekly"]) == drop_projections(changed)
-    assert Decimal(changed["limit_usd"]) == Decimal("2.5")
+    assert Decimal(changed["limit_usd"]) == Decimal("0.5")
     assert (changed["action"], changed["thresholds"], changed["active"]) == ("block", [0.8], False)
     assert changed["state"] == "inactive"
     card = assert_card(page, changed)
     assert card.locator(".budget-head .badge").text_content() == "Inactive"
-    assert "$2.5000 and 250,000 tokens a week" in card.locator(".facts").text_content()
+    assert [(x["state"], x["remaining_usd"]) for x in changed["status"]] == [
+        ("exceeded", "0.000000000")
+    ]
+    assert card.locator(".key .badge").text_content() == "Exceeded"
+    assert card.locator('.meter[data-unit="usd"]').get_attribute("data-spent") == "1"
+    assert "$0.5000 and 250,000 tokens a week" in card.locator(".facts").text_content()
 
     # A bad change: the API's message in the card's form, the budget as it was.
     card.locator("[data-action=edit]").click()
@@ -486,7 +491,7 @@ def test_the_banner_appears_once_a_threshold_is_crossed(context, app, serve):
 
     # Used up: the 100 % alert is the line for dave now (one line per budget and user),
     with app.app_context():
-        spend(dave, 15)
+        spend(dave, 20)  # past the limit: record_usage is not the call it would refuse
     flush()
     settle(page, lambda: page.goto(f"{site.url}/usage"))
     page.wait_for_function("() => document.getElementById('budget-banner').dataset.loads > 0")
