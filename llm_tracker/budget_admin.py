@@ -18,7 +18,7 @@ from . import budgets
 from .budgets import ACTIONS, DEFAULT_THRESHOLDS, PERIODS, SCOPES, Rule, period_bounds
 from .database import db, utcnow
 from .models import Budget, BudgetAlert, BudgetCounter, BudgetReservation, LLMUsage, User
-from .params import USER_ID_MAX, USER_ID_MIN, parse_tz
+from .params import USER_ID_MAX, USER_ID_MIN, describe_errors, parse_tz
 from .pricing import format_money
 from .rollup import lock_writers
 
@@ -103,17 +103,6 @@ def check_budget(data: Mapping[str, Any]) -> None:
             ) from None
         if not USER_ID_MIN <= user <= USER_ID_MAX:
             raise ValidationError("user id out of range", "scope_value")
-
-
-def describe_errors(messages: Any) -> str:
-    """Marshmallow's messages as one line: ``field: problem; field: problem``."""
-    if isinstance(messages, dict):
-        return "; ".join(
-            f"{key}: {describe_errors(value)}" for key, value in sorted(messages.items())
-        )
-    if isinstance(messages, list):
-        return " ".join(describe_errors(m) for m in messages)
-    return str(messages)
 
 
 def _load(data: Mapping[str, Any], partial: bool = False) -> dict[str, Any]:

@@ -29,12 +29,13 @@ from decimal import Decimal
 from typing import Any
 
 from flask import Flask
-from sqlalchemy import Connection, Engine, Table, create_engine, delete, event, select
+from sqlalchemy import Connection, Engine, Table, delete, select
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Dialect
 
 from . import alerts
-from .buckets import wall_edge
-from .database import MONEY_SCALE, as_utc, db, sqlite_pragmas, utcnow
+from .buckets import floor_wall, step_wall, wall_edge
+from .database import MONEY_QUANTUM, as_utc, timed_engine, utcnow
 from .models import Budget, BudgetAlert, BudgetCounter, BudgetReservation
 from .params import parse_tz
 from .pricing import format_money, get_pricer
@@ -46,7 +47,6 @@ PERIODS = ("day", "week", "month")
 ACTIONS = ("block", "alert")
 DEFAULT_THRESHOLDS = ("0.8", "1")
 DEFAULT_MAX_TOKENS = 4096
-_MONEY = Decimal(1).scaleb(-MONEY_SCALE)
 
 _BUDGET: Table = Budget.__table__  # type: ignore[assignment]
 _COUNTER: Table = BudgetCounter.__table__  # type: ignore[assignment]
@@ -112,19 +112,14 @@ def period_bounds(period: str, zone: tzinfo, instant: datetime) -> tuple[datetim
     """The UTC start and end of the calendar ``period`` (day, week from Monday, month) in
     ``zone`` holding ``instant``. A period starts at local midnight, or when a DST gap
     that skips midnight ends."""
-    wall = as_utc(instant).astimezone(zone).replace(tzinfo=None)
-    day = wall.replace(hour=0, minute=0, second=0, microsecond=0)
-    if period == "day":
-        first, nxt = day, day + timedelta(days=1)
-    elif period == "week":
-        first = day - timedelta(days=day.weekday())
-        nxt = first + timedelta(days=7)
-    elif period == "month":
-        first = day.replace(day=1)
-        months = first.year * 12 + first.month
-        nxt = first.replace(year=months // 12, month=months % 12 + 1)
-    else:
+    if period not in PERIODS:
         raise ValueError(f"period must be one of {', '.join(PERIODS)}, got {period!r}")
+    # A week is seven days from Monday's; buckets knows days and calendar months.
+    unit, steps = ("day", 7) if period == "week" else (period, 1)
+    first = floor_wall(as_utc(instant).astimezone(zone).replace(tzinfo=None), unit)
+    if period == "week":
+        first -= timedelta(days=first.weekday())
+    nxt = step_wall(first, unit, steps)
     start, end = wall_edge(first, zone), wall_edge(nxt, zone)
     if as_utc(instant) < start:  # a wall time repeated after midnight: the earlier day
         return period_bounds(period, zone, start - timedelta(microseconds=1))
@@ -264,39 +259,9 @@ def budget_engine(app: Flask) -> Engine:
 
 
 def _new_engine(app: Flask) -> Engine:
-    # The app's engine without pushing an app context (a recording handler in background
-    # mode needs none, and pushing one costs a third of a call).
-    app_engine: Engine = db._app_engines[app][None]
-    url = app_engine.url
-    timeout_s = float(app.config.get("LLM_TRACKER_WRITER_TIMEOUT_S", 10))
-    ms = int(timeout_s * 1000)
-    if url.get_backend_name() == "postgresql":
-        options = " ".join(
-            filter(
-                None,
-                [
-                    url.query.get("options"),  # type: ignore[list-item]
-                    f"-c statement_timeout={ms}",
-                    # A hold lost in a server crash only lets calls through unheld for
-                    # that instant; waiting for the WAL flush would cost every call.
-                    "-c synchronous_commit=off",
-                ],
-            )
-        )
-        return create_engine(
-            url.update_query_dict({"options": options}),
-            pool_size=8,
-            max_overflow=24,
-            # No pre-ping (a round trip per call): a dead connection fails one check,
-            # which invalidates it (_try_reserve), and that call goes ahead unchecked.
-            connect_args={"connect_timeout": max(round(timeout_s), 1)},
-        )
-    if url.database in (None, "", ":memory:"):
-        return app_engine
-    busy_ms = int(app.config.get("LLM_TRACKER_SQLITE_BUSY_TIMEOUT_MS", 30000))
-    engine = create_engine(url)
-    event.listen(engine, "connect", lambda conn, _record: sqlite_pragmas(conn, busy_ms))
-    return engine
+    # A pool for the callers' threads. A hold lost in a server crash only lets calls
+    # through unheld for that instant; waiting for the WAL flush would cost every call.
+    return timed_engine(app, 8, 24, ("-c synchronous_commit=off",))
 
 
 def active_rules(app: Flask) -> list[Rule]:
@@ -383,7 +348,7 @@ def estimate_cost(
         if len(_RATES) > 10_000:
             _RATES.clear()
         _RATES[key] = rates
-    return (rates[0] * input_tokens + rates[1] * output_tokens).quantize(_MONEY)
+    return (rates[0] * input_tokens + rates[1] * output_tokens).quantize(MONEY_QUANTUM)
 
 
 _RATES: dict[tuple[Any, ...], tuple[Decimal, Decimal]] = {}
@@ -402,25 +367,18 @@ class Held:
     budgets: tuple[str, ...]
 
 
-def _money(dialect: str, value: Decimal) -> Any:
-    # Money's storage: PostgreSQL NUMERIC, SQLite an integer of 1e-12 USD.
-    if dialect == "sqlite":
-        return int(value.scaleb(MONEY_SCALE).to_integral_value())
-    return value
+def _binders(dialect: Dialect) -> tuple[Any, Any]:
+    # The DBAPI values of a Money and a UTCDateTime column, as SQLAlchemy binds them (an
+    # integer of 1e-12 USD and naive text on SQLite): the hot path writes raw SQL.
+    found = _BINDERS.get(dialect.name)
+    if found is None:
+        money = _COUNTER.c.reserved_usd.type.dialect_impl(dialect).bind_processor(dialect)
+        time_ = _COUNTER.c.period_start.type.dialect_impl(dialect).bind_processor(dialect)
+        found = _BINDERS[dialect.name] = (money or (lambda v: v), time_ or (lambda v: v))
+    return found
 
 
-def _money_out(dialect: str, value: Any) -> Decimal:
-    if value is None:
-        return Decimal(0)
-    if dialect == "sqlite":
-        return Decimal(value).scaleb(-MONEY_SCALE)
-    return Decimal(value)
-
-
-def _time(dialect: str, value: datetime) -> Any:
-    if dialect == "sqlite":
-        return as_utc(value).strftime("%Y-%m-%d %H:%M:%S.%f")
-    return as_utc(value)
+_BINDERS: dict[str, tuple[Any, Any]] = {}
 
 
 def _sql(dialect: str, text: str) -> str:
@@ -441,50 +399,64 @@ _C = "llm_tracker_budget_counter"
 _FITS_ID = f"{_C}.budget_id = %s"
 _FITS_USD = f"{_C}.spent_usd + {_C}.reserved_usd + excluded.reserved_usd <= %s"
 _FITS_TOKENS = f"{_C}.spent_tokens + {_C}.reserved_tokens + excluded.reserved_tokens <= %s"
-# PostgreSQL: the upsert's RETURNING feeds the reservation rows, in one statement.
-_PG_HOLD = (
-    "WITH held AS ({upsert}) {reserve} SELECT %s, budget_id, scope_key, period_start, %s, %s, %s"
-    " FROM held ON CONFLICT (run_id, budget_id) DO UPDATE SET"
-    " usd = llm_tracker_budget_reservation.usd + excluded.usd,"
-    " tokens = llm_tracker_budget_reservation.tokens + excluded.tokens RETURNING budget_id"
+_RESERVATION_INSERT = (
+    "INSERT INTO llm_tracker_budget_reservation "
+    "(run_id, budget_id, scope_key, period_start, usd, tokens, expires_at)"
 )
-_RESERVE = (
-    "INSERT INTO llm_tracker_budget_reservation (run_id, budget_id, scope_key, period_start, "
-    "usd, tokens, expires_at) VALUES {values} ON CONFLICT (run_id, budget_id) DO UPDATE SET "
+# A run reserving twice (a run id given again) holds both.
+_RESERVATION_CONFLICT = (
+    "ON CONFLICT (run_id, budget_id) DO UPDATE SET "
     "usd = llm_tracker_budget_reservation.usd + excluded.usd, "
     "tokens = llm_tracker_budget_reservation.tokens + excluded.tokens"
 )
+_RESERVE = f"{_RESERVATION_INSERT} VALUES {{values}} {_RESERVATION_CONFLICT}"
+# PostgreSQL: the upsert's RETURNING feeds the reservation rows, in one statement.
+_PG_HOLD = (
+    f"WITH held AS ({{upsert}}) {_RESERVATION_INSERT} "
+    "SELECT %s, budget_id, scope_key, period_start, %s, %s, %s "
+    f"FROM held {_RESERVATION_CONFLICT} RETURNING budget_id"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class _HoldSQL:
+    upsert: str  # the conditional counter upsert
+    upsert_params: list[Any]
+    reserve_params: list[Any]  # PostgreSQL: the run id, the amounts and the expiry, bound
+    reserve_rows: list[tuple[Any, ...]]  # SQLite: the reservation rows, bound
+    values: int  # holds
 
 
 def _hold_sql(
-    dialect: str,
+    dialect: Dialect,
     holds: list[tuple[Rule, str, datetime]],
     run_id: str,
     usd: Decimal,
     tokens: int,
     expires_at: datetime,
-) -> tuple[str, list[Any], str, list[Any]]:
-    # The conditional counter upsert and the reservation rows, with their parameters.
-    m_usd = _money(dialect, usd)
+) -> _HoldSQL:
+    money, time_ = _binders(dialect)
+    amount = money(usd)
     values, fits, params, fit_params = [], [], [], []
-    rows, row_params = [], []
     for rule, key, start in holds:
         values.append("(%s, %s, %s, 0, 0, %s, %s, 0)")
-        params += [rule.id, key, _time(dialect, start), m_usd, tokens]
+        params += [rule.id, key, time_(start), amount, tokens]
         conditions = [_FITS_ID]
         fit_params.append(rule.id)
         if rule.limit_usd is not None:
             conditions.append(_FITS_USD)
-            fit_params.append(_money(dialect, rule.limit_usd))
+            fit_params.append(money(rule.limit_usd))
         if rule.limit_tokens is not None:
             conditions.append(_FITS_TOKENS)
             fit_params.append(rule.limit_tokens)
         fits.append("(" + " AND ".join(conditions) + ")")
-        rows.append("(%s, %s, %s, %s, %s, %s, %s)")
-        row_params += [run_id, rule.id, key, _time(dialect, start), m_usd, tokens]
-        row_params.append(_time(dialect, expires_at))
     upsert = _COUNTER_UPSERT.format(values=", ".join(values), fits=" OR ".join(fits))
-    return upsert, params + fit_params, _RESERVE.format(values=", ".join(rows)), row_params
+    expiry = time_(expires_at)
+    rows = [
+        (run_id, rule.id, key, time_(start), amount, tokens, expiry) for rule, key, start in holds
+    ]
+    reserve = [run_id, amount, tokens, expiry]
+    return _HoldSQL(upsert, params + fit_params, reserve, rows, len(holds))
 
 
 def _try_reserve(
@@ -512,33 +484,33 @@ def _try_reserve_dbapi(
     tokens: int,
     expires_at: datetime,
 ) -> bool:
-    dialect = conn.dialect.name
+    dialect = conn.dialect
     dbapi: Any = conn.connection.driver_connection
-    upsert, params, reserve_sql, row_params = _hold_sql(
-        dialect, holds, run_id, usd, tokens, expires_at
-    )
-    if dialect == "postgresql":
+    sql = _hold_sql(dialect, holds, run_id, usd, tokens, expires_at)
+    if dialect.name == "postgresql":
         # One statement, one round trip, in autocommit: the holds that fit are taken and
         # their reservation rows written from its RETURNING. Short of one, they are given
         # back at once (meanwhile they only ever made another call wait its turn).
         dbapi.autocommit = True
         try:
-            sql = _PG_HOLD.format(upsert=upsert, reserve=reserve_sql.split(" VALUES ")[0])
-            held = dbapi.execute(sql, (*params, run_id, *row_params[4:6], row_params[6])).fetchall()
+            statement = _PG_HOLD.format(upsert=sql.upsert)
+            held = dbapi.execute(statement, (*sql.upsert_params, *sql.reserve_params)).fetchall()
         finally:
             dbapi.autocommit = False
-        if len(held) == len(holds):
+        if len(held) == sql.values:
             return True
         with conn.begin():
-            _release_run(conn, run_id)
+            deltas: _Deltas = {}
+            _take_reservations(conn, _RESERVATION.c.run_id == run_id, deltas)
+            _upsert_counters(conn, deltas)
         return False
     cursor = dbapi.cursor()
     try:
-        held = cursor.execute(_sql(dialect, upsert), params).fetchall()
-        if len(held) < len(holds):
+        held = cursor.execute(_sql(dialect.name, sql.upsert), sql.upsert_params).fetchall()
+        if len(held) < sql.values:
             dbapi.rollback()
             return False
-        cursor.execute(_sql(dialect, reserve_sql), row_params)
+        cursor.executemany(_RESERVE.format(values="(?, ?, ?, ?, ?, ?, ?)"), sql.reserve_rows)
         dbapi.commit()
         return True
     except BaseException:
@@ -548,10 +520,23 @@ def _try_reserve_dbapi(
         cursor.close()
 
 
-def _release_run(conn: Connection, run_id: str) -> None:
+_Deltas = dict[tuple[int, str, datetime], list[Any]]
+
+
+def _delta(deltas: _Deltas, key: Any) -> list[Any]:
+    """The change to one counter: [spent_usd, spent_tokens, reserved_usd, reserved_tokens]."""
+    found = deltas.get(key)
+    if found is None:
+        found = deltas[key] = [Decimal(0), 0, Decimal(0), 0]
+    return found
+
+
+def _take_reservations(conn: Connection, where: Any, deltas: _Deltas) -> int:
+    """Delete the reservations ``where`` selects, their holds subtracted into ``deltas``;
+    how many."""
     gone = conn.execute(
         delete(_RESERVATION)
-        .where(_RESERVATION.c.run_id == run_id)
+        .where(where)
         .returning(
             _RESERVATION.c.budget_id,
             _RESERVATION.c.scope_key,
@@ -560,36 +545,19 @@ def _release_run(conn: Connection, run_id: str) -> None:
             _RESERVATION.c.tokens,
         )
     ).fetchall()
-    _release(conn, gone)
+    for budget_id, key, start, usd, tokens in gone:
+        delta = _delta(deltas, (budget_id, key, start))
+        delta[2] -= usd
+        delta[3] -= tokens
+    return len(gone)
 
 
 def release_expired(conn: Connection, now: datetime | None = None) -> int:
     """Release the holds of runs that never ended (expired reservations); how many."""
-    now = now or utcnow()
-    gone = conn.execute(
-        delete(_RESERVATION)
-        .where(_RESERVATION.c.expires_at < now)
-        .returning(
-            _RESERVATION.c.budget_id,
-            _RESERVATION.c.scope_key,
-            _RESERVATION.c.period_start,
-            _RESERVATION.c.usd,
-            _RESERVATION.c.tokens,
-        )
-    ).fetchall()
-    _release(conn, gone)
-    return len(gone)
-
-
-def _release(conn: Connection, gone: Sequence[Any]) -> None:
-    # Subtract deleted reservations from their counters.
-    deltas: dict[tuple[int, str, datetime], list[Any]] = {}
-    for budget_id, key, start, usd, tokens in gone:
-        at: Any = (budget_id, key, start)
-        delta = deltas.setdefault(at, [Decimal(0), 0, Decimal(0), 0])
-        delta[2] -= usd
-        delta[3] -= tokens
+    deltas: _Deltas = {}
+    released = _take_reservations(conn, _RESERVATION.c.expires_at < (now or utcnow()), deltas)
     _upsert_counters(conn, deltas)
+    return released
 
 
 def reserve(
@@ -789,26 +757,11 @@ def apply_rows(conn: Connection, rows: Sequence[Mapping[str, Any]]) -> None:
     rules = _load_rules(conn)
     if not rules:
         return
-    deltas: dict[tuple[int, str, datetime], list[Any]] = {}
+    deltas: _Deltas = {}
     if any(rule.action == "block" for rule in rules):
         run_ids = [row["run_id"] for row in rows]
-        released = conn.execute(
-            delete(_RESERVATION)
-            .where(_RESERVATION.c.run_id.in_(run_ids))
-            .returning(
-                _RESERVATION.c.budget_id,
-                _RESERVATION.c.scope_key,
-                _RESERVATION.c.period_start,
-                _RESERVATION.c.usd,
-                _RESERVATION.c.tokens,
-            )
-        ).fetchall()
-        for budget_id, key, start, usd, tokens in released:
-            at: Any = (budget_id, key, start)
-            delta = deltas.setdefault(at, [Decimal(0), 0, Decimal(0), 0])
-            delta[2] -= usd
-            delta[3] -= tokens
-    spent: dict[tuple[int, str, datetime], list[Any]] = {}
+        _take_reservations(conn, _RESERVATION.c.run_id.in_(run_ids), deltas)
+    spent: _Deltas = {}
     for row in rows:
         values = dimensions(row)
         cost = row.get("cost_usd") or Decimal(0)
@@ -818,7 +771,7 @@ def apply_rows(conn: Connection, rows: Sequence[Mapping[str, Any]]) -> None:
             if key is None:
                 continue
             start = current_period(rule, row["created_at"])[0]
-            delta = deltas.setdefault((rule.id, key, start), [Decimal(0), 0, Decimal(0), 0])
+            delta = _delta(deltas, (rule.id, key, start))
             delta[0] += cost
             delta[1] += tokens
             spent[(rule.id, key, start)] = delta
@@ -887,11 +840,6 @@ def send_alerts(conn: Connection, app: Flask | None) -> None:
     pending = conn.info.pop(_PENDING, None)
     if pending:
         alerts.dispatch(app, pending)
-
-
-def discard_alerts(conn: Connection) -> None:
-    """The transaction rolled back: its alerts never happened."""
-    conn.info.pop(_PENDING, None)
 
 
 def threshold_text(value: Decimal) -> str:

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from flask import Flask, current_app
 from flask_sqlalchemy import SQLAlchemy
-from sqlalchemy import BigInteger, DateTime, MetaData, Numeric
+from sqlalchemy import BigInteger, DateTime, Engine, MetaData, Numeric, create_engine, event
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase
 from sqlalchemy.types import TypeDecorator
@@ -127,3 +127,42 @@ def sqlite_pragmas(dbapi_conn: Any, busy_ms: int) -> None:
     cur.execute("PRAGMA synchronous=NORMAL")
     cur.execute(f"PRAGMA busy_timeout={busy_ms}")
     cur.close()
+
+
+def timed_engine(
+    app: Flask, pool_size: int = 1, max_overflow: int = 1, pg_options: tuple[str, ...] = ()
+) -> Engine:
+    """An engine of its own on ``app``'s database with connect and statement timeouts of
+    ``LLM_TRACKER_WRITER_TIMEOUT_S``, so a stalled database holds its user (the writer,
+    a budget check) for a bounded time; ``pg_options`` are more PostgreSQL settings.
+    Built without an app context (a handler in background mode pushes none)."""
+    app_engine: Engine = db._app_engines[app][None]  # as Flask-SQLAlchemy resolved it
+    url = app_engine.url
+    timeout_s = float(app.config.get("LLM_TRACKER_WRITER_TIMEOUT_S", 10))
+    ms = int(timeout_s * 1000)
+    if url.get_backend_name() == "postgresql":
+        given = url.query.get("options")
+        options = " ".join(
+            [
+                *([given] if isinstance(given, str) else []),
+                f"-c statement_timeout={ms}",
+                *pg_options,
+            ]
+        )
+        return create_engine(
+            url.update_query_dict({"options": options}),
+            pool_size=pool_size,
+            max_overflow=max_overflow,
+            # No pre-ping: a ping to a stalled server would wait outside any deadline,
+            # and costs a round trip per use. A connection that died fails its use, and
+            # its user invalidates it.
+            connect_args={"connect_timeout": max(round(timeout_s), 1), "tcp_user_timeout": ms},
+        )
+    if url.database in (None, "", ":memory:"):
+        return app_engine  # an in-memory database exists only on the app's own connection
+    # SQLite: a lock held by another process keeps it at most its timeout (the app's busy
+    # timeout when shorter).
+    busy_ms = min(ms, int(app.config.get("LLM_TRACKER_SQLITE_BUSY_TIMEOUT_MS", ms)))
+    engine = create_engine(url)
+    event.listen(engine, "connect", lambda conn, _record: sqlite_pragmas(conn, busy_ms))
+    return engine

@@ -160,3 +160,13 @@ def parse_text(value: Any, name: str) -> str | None:
     if len(value) > MAX_TEXT_FILTER:
         raise ValueError(f"{name} filter is longer than {MAX_TEXT_FILTER} characters")
     return value
+
+
+def describe_errors(messages: Any) -> str:
+    """Marshmallow's messages as one line: ``field: problem; field: problem``."""
+    if isinstance(messages, dict):
+        parts = sorted(messages.items())
+        return "; ".join(f"{key}: {describe_errors(value)}" for key, value in parts)
+    if isinstance(messages, list):
+        return " ".join(describe_errors(m) for m in messages)
+    return str(messages)

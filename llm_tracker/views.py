@@ -39,7 +39,7 @@ from .llm_usage import (
 )
 from .llm_usage_stats import DIMENSIONS, GRANULARITIES, MAX_GROUPS, get_token_stats_from_query
 from .models import is_admin
-from .params import USER_ID_MAX, USER_ID_MIN, parse_tz, parse_when
+from .params import USER_ID_MAX, USER_ID_MIN, describe_errors, parse_tz, parse_when
 
 __all__ = [
     "ADMIN_REQUIRED",
@@ -138,11 +138,12 @@ def _load(schema: Schema) -> dict[str, Any]:
 
 def _describe(messages: Any) -> str:
     if isinstance(messages, dict):
-        parts = [f"{key}: {_describe(value)}" for key, value in sorted(messages.items())]
-        return "invalid query parameters: " + "; ".join(parts) if parts else "invalid query"
-    if isinstance(messages, list):
-        return " ".join(str(m) for m in messages)
-    return str(messages)
+        return (
+            f"invalid query parameters: {describe_errors(messages)}"
+            if messages
+            else "invalid query"
+        )
+    return describe_errors(messages)
 
 
 @bp.errorhandler(ValidationError)

@@ -36,10 +36,10 @@ from contextlib import contextmanager
 from typing import Any
 
 from flask import Flask
-from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy import Connection, Engine
 
 from . import alerts, budgets
-from .database import db, sqlite_pragmas
+from .database import db, timed_engine
 from .recording import (
     Spool,
     encode_row,
@@ -347,29 +347,7 @@ class BackgroundWriter:
 
 def writer_engine(app: Flask) -> Engine:
     """An engine on ``app``'s database with the writer's timeouts."""
-    url = db.engine.url  # as Flask-SQLAlchemy resolved it (a relative SQLite path...)
-    timeout_s = float(app.config.get("LLM_TRACKER_WRITER_TIMEOUT_S", 10))
-    ms = int(timeout_s * 1000)
-    if url.get_backend_name() == "postgresql":
-        options = " ".join(
-            filter(None, [url.query.get("options"), f"-c statement_timeout={ms}"])  # type: ignore[list-item]
-        )
-        return create_engine(
-            url.update_query_dict({"options": options}),
-            pool_size=1,
-            max_overflow=1,
-            # No pre-ping: a ping to a stalled server would wait outside _deadline. A
-            # connection that died fails its batch, which disposes of the pool.
-            connect_args={"connect_timeout": max(round(timeout_s), 1), "tcp_user_timeout": ms},
-        )
-    if url.database in (None, "", ":memory:"):
-        return db.engine  # an in-memory database exists only on the app's own connection
-    # SQLite: a lock held by another process keeps the writer at most its timeout (the
-    # app's busy timeout when shorter), then the batch is spooled.
-    busy_ms = min(ms, int(app.config.get("LLM_TRACKER_SQLITE_BUSY_TIMEOUT_MS", ms)))
-    engine = create_engine(url)
-    event.listen(engine, "connect", lambda conn, _record: sqlite_pragmas(conn, busy_ms))
-    return engine
+    return timed_engine(app)
 
 
 @contextmanager
