@@ -420,6 +420,7 @@ _PG_HOLD = (
 
 @dataclass(frozen=True, slots=True)
 class _HoldSQL:
+    run_id: str
     upsert: str  # the conditional counter upsert
     upsert_params: list[Any]
     reserve_params: list[Any]  # PostgreSQL: the run id, the amounts and the expiry, bound
@@ -456,37 +457,22 @@ def _hold_sql(
         (run_id, rule.id, key, time_(start), amount, tokens, expiry) for rule, key, start in holds
     ]
     reserve = [run_id, amount, tokens, expiry]
-    return _HoldSQL(upsert, params + fit_params, reserve, rows, len(holds))
+    return _HoldSQL(run_id, upsert, params + fit_params, reserve, rows, len(holds))
 
 
-def _try_reserve(
-    conn: Connection,
-    holds: list[tuple[Rule, str, datetime]],
-    run_id: str,
-    usd: Decimal,
-    tokens: int,
-    expires_at: datetime,
-) -> bool:
+def _try_reserve(conn: Connection, sql: _HoldSQL) -> bool:
     # Every hold or none: True when all fit. On the DBAPI connection (a few hundred µs
     # less than through SQLAlchemy, on every covered call).
     try:
-        return _try_reserve_dbapi(conn, holds, run_id, usd, tokens, expires_at)
+        return _hold(conn, sql)
     except Exception:
         conn.invalidate()  # SQLAlchemy did not see the driver's error: a fresh connection next
         raise
 
 
-def _try_reserve_dbapi(
-    conn: Connection,
-    holds: list[tuple[Rule, str, datetime]],
-    run_id: str,
-    usd: Decimal,
-    tokens: int,
-    expires_at: datetime,
-) -> bool:
+def _hold(conn: Connection, sql: _HoldSQL) -> bool:
     dialect = conn.dialect
     dbapi: Any = conn.connection.driver_connection
-    sql = _hold_sql(dialect, holds, run_id, usd, tokens, expires_at)
     if dialect.name == "postgresql":
         # One statement, one round trip, in autocommit: the holds that fit are taken and
         # their reservation rows written from its RETURNING. Short of one, they are given
@@ -501,7 +487,7 @@ def _try_reserve_dbapi(
             return True
         with conn.begin():
             deltas: _Deltas = {}
-            _take_reservations(conn, _RESERVATION.c.run_id == run_id, deltas)
+            _take_reservations(conn, _RESERVATION.c.run_id == sql.run_id, deltas)
             _upsert_counters(conn, deltas)
         return False
     cursor = dbapi.cursor()
@@ -618,10 +604,12 @@ def _reserve_on(
     now: datetime,
     too_big: bool,
 ) -> Held:
-    with budget_engine(app).connect() as conn:
+    engine = budget_engine(app)
+    sql = _hold_sql(engine.dialect, holds, run_id, usd, tokens, expires_at)
+    with engine.connect() as conn:
         for attempt in range(2):
             if not too_big:
-                if _try_reserve(conn, holds, run_id, usd, tokens, expires_at):
+                if _try_reserve(conn, sql):
                     return Held(run_id, usd, tokens, tuple(rule.name for rule, _, _ in holds))
                 if attempt == 0:
                     with conn.begin():

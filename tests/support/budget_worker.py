@@ -12,7 +12,10 @@ import json
 import sys
 import threading
 
-import httpx
+try:  # the SDKs' HTTP client: httpx2 in openai/anthropic 3.x / 2.x, httpx before
+    import httpx2 as httpx
+except ImportError:  # pragma: no cover - older SDKs
+    import httpx  # type: ignore[no-redef]
 from langchain_openai import ChatOpenAI
 
 from admin_app import create_app

@@ -7,7 +7,10 @@ import warnings
 from dataclasses import dataclass
 from typing import Any
 
-import httpx
+try:  # the SDKs' HTTP client: httpx2 in openai/anthropic 3.x / 2.x, httpx before
+    import httpx2 as httpx
+except ImportError:  # pragma: no cover - older SDKs
+    import httpx  # type: ignore[no-redef]
 from flask import Flask
 from langchain_anthropic import AnthropicLLM, ChatAnthropic
 from langchain_core._api import LangChainDeprecationWarning
@@ -25,7 +28,7 @@ AZURE_API_VERSION = "2024-12-01-preview"
 
 def _timeout() -> httpx.Timeout:
     # langchain-openai shares one cached async httpx client per (base URL, timeout) unless
-    # the timeout is an (unhashable) httpx.Timeout; pooled connections belong to the event
+    # the timeout is an (unhashable) httpx2.Timeout; pooled connections belong to the event
     # loop that opened them and every test runs its own loop (asyncio.run), so each model
     # gets its own client this way (without touching the clients' other defaults).
     return httpx.Timeout(30.0)
