@@ -22,7 +22,8 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta, tzinfo
 from decimal import Decimal
@@ -616,9 +617,8 @@ def _reserve_on(
                         released = release_expired(conn, now)
                     if released:
                         continue
-            with conn.begin():
+            with transaction(conn, app):
                 refusal = _blocked(conn, holds, usd, tokens, now)
-            send_alerts(conn, app)
             raise refusal
     raise AssertionError("unreachable")
 
@@ -738,8 +738,7 @@ def apply_rows(conn: Connection, rows: Sequence[Mapping[str, Any]]) -> None:
     """Count just-inserted rows against every active budget covering them and release
     their runs' reservations, in ``conn``'s transaction (after the raw insert, so a budget
     created meanwhile is either seen here or has counted these rows itself). Alerts fired
-    wait in the connection for ``send_alerts`` after the commit."""
-    conn.info[_PENDING] = []
+    wait in the connection until ``transaction`` sees it commit."""
     if not rows:
         return
     rules = _load_rules(conn)
@@ -823,8 +822,13 @@ def _fire(
         pending.append((rule.webhook_url, payload))
 
 
-def send_alerts(conn: Connection, app: Flask | None) -> None:
-    """After ``conn``'s transaction committed: log and deliver the alerts it fired."""
+@contextmanager
+def transaction(conn: Connection, app: Flask | None) -> Iterator[None]:
+    """``conn``'s transaction for writing rows; once it commits, the alerts it fired are
+    logged and delivered (a rolled-back one fired none)."""
+    conn.info.pop(_PENDING, None)  # left by a transaction that rolled back
+    with conn.begin():
+        yield
     pending = conn.info.pop(_PENDING, None)
     if pending:
         alerts.dispatch(app, pending)

@@ -103,11 +103,9 @@ def record_usage(
         writer.writer_for(app).record(values)
         return _as_model(values)
     try:
-        with db.engine.connect() as conn:
-            with conn.begin():
-                if not insert_row(conn, values):
-                    logger.warning("llm_tracker: run %s was already recorded", values["run_id"])
-            budgets.send_alerts(conn, app)
+        with db.engine.connect() as conn, budgets.transaction(conn, app):
+            if not insert_row(conn, values):
+                logger.warning("llm_tracker: run %s was already recorded", values["run_id"])
     except Exception as exc:  # any failure to write must not lose the row
         keep_row(app, values, exc)
     return _as_model(values)
@@ -366,6 +364,12 @@ def insert_row(conn: Connection, values: Mapping[str, Any]) -> bool:
     Both happen in ``conn``'s transaction; True when the row was inserted. A duplicate
     ``run_id`` adds nothing to the rollup.
     """
+    inserted = _insert_one(conn, values)
+    budgets.apply_rows(conn, [values] if inserted else [])  # and the budgets it counts for
+    return inserted
+
+
+def _insert_one(conn: Connection, values: Mapping[str, Any]) -> bool:
     dialect = conn.dialect.name
     if dialect == "postgresql":
         # One round trip: the rollup upserts select from the INSERT's RETURNING, so they add
@@ -374,14 +378,11 @@ def insert_row(conn: Connection, values: Mapping[str, Any]) -> bool:
         stmt = _INSERTS.get(dialect)
         if stmt is None:
             stmt = _INSERTS[dialect] = rollup.insert_with_rollup_statement(dialect)
-        inserted = conn.execute(stmt, {**_ALL_NONE, **values}).first() is not None
-        budgets.apply_rows(conn, [values] if inserted else [])
-        return inserted
+        return conn.execute(stmt, {**_ALL_NONE, **values}).first() is not None
     stmt = _INSERTS.get(dialect)
     if stmt is None:
         stmt = _INSERTS[dialect] = _insert_statement(dialect)
     if conn.execute(stmt, dict(values)).rowcount != 1:
-        budgets.apply_rows(conn, [])
         return False
     # The DBAPI connection itself (the same one, in the same transaction) with the rollup
     # values computed here: a few µs per upsert instead of SQLAlchemy's ~20 µs and a lookup
@@ -391,7 +392,6 @@ def insert_row(conn: Connection, values: Mapping[str, Any]) -> bool:
     assert dbapi is not None  # a connection in a transaction has one
     for sql, params in rollup.sqlite_upserts(values):
         dbapi.execute(sql, params)
-    budgets.apply_rows(conn, [values])
     return True
 
 
@@ -705,10 +705,9 @@ class Spool(_LockedFile):
         # One transaction per batch; a data error splits it in halves until the refused
         # row stands alone, so every other row is written.
         try:
-            with engine.connect() as conn:
-                with conn.begin():
-                    written = insert_rows(conn, [values for _line, values in batch])
-                budgets.send_alerts(conn, current_flask_app() if has_app_context() else None)
+            app = current_flask_app() if has_app_context() else None
+            with engine.connect() as conn, budgets.transaction(conn, app):
+                written = insert_rows(conn, [values for _line, values in batch])
             duplicates = len(batch) - written
         except Exception as exc:
             if is_outage(exc):

@@ -307,10 +307,8 @@ class BackgroundWriter:
         # refused row stands alone, which is dead-lettered. Outages propagate.
         try:
             with self.engine().connect() as conn, _deadline(conn, self.timeout_s):
-                with conn.begin():
-                    written = insert_rows(conn, rows, lines)
-                budgets.send_alerts(conn, self.app)
-                return written
+                with budgets.transaction(conn, self.app):
+                    return insert_rows(conn, rows, lines)
         except Exception as exc:
             if is_outage(exc):
                 raise
