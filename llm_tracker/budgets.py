@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, tzinfo
 from decimal import Decimal
 from typing import Any
+from weakref import WeakKeyDictionary
 
 from flask import Flask
 from sqlalchemy import Connection, Engine, Table, delete, select
@@ -36,7 +37,7 @@ from sqlalchemy.engine import Dialect
 
 from . import alerts
 from .buckets import floor_wall, step_wall, wall_edge
-from .database import MONEY_QUANTUM, as_utc, timed_engine, utcnow
+from .database import MONEY_QUANTUM, as_utc, db, timed_engine, utcnow
 from .models import Budget, BudgetAlert, BudgetCounter, BudgetReservation
 from .params import parse_tz
 from .pricing import format_money, get_pricer
@@ -216,11 +217,12 @@ class _RuleCache:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._rules: dict[int, tuple[float, list[Rule]]] = {}
+        # By app, weakly: an id() could come back for another app once this one is gone.
+        self._rules: WeakKeyDictionary[Flask, tuple[float, list[Rule]]] = WeakKeyDictionary()
 
     def get(self, app: Flask) -> list[Rule]:
         now = time.monotonic()
-        cached = self._rules.get(id(app))
+        cached = self._rules.get(app)
         if cached is not None and now < cached[0]:
             return cached[1]
         ttl = float(app.config.get("LLM_TRACKER_BUDGET_REFRESH_S", 1.0))
@@ -232,30 +234,33 @@ class _RuleCache:
                 raise
             rules = cached[1]  # the database is down: the last known budgets still apply
         with self._lock:
-            self._rules[id(app)] = (now + ttl, rules)
+            self._rules[app] = (now + ttl, rules)
         return rules
 
-    def clear(self) -> None:
+    def clear(self, app: Flask | None = None) -> None:
         with self._lock:
-            self._rules.clear()
+            if app is None:
+                self._rules.clear()
+            else:
+                self._rules.pop(app, None)
 
 
 _CACHE = _RuleCache()
-_ENGINES: dict[int, tuple[int, Engine]] = {}
+_ENGINES: WeakKeyDictionary[Flask, tuple[int, Engine]] = WeakKeyDictionary()
 _ENGINES_LOCK = threading.Lock()
 
 
 def budget_engine(app: Flask) -> Engine:
     """The engine reservations use: the app's database, its own pool (never the caller's
     session), with the writer's connect and statement timeouts."""
-    entry = _ENGINES.get(id(app))
+    entry = _ENGINES.get(app)
     if entry is not None and entry[0] == os.getpid():
         return entry[1]
     with _ENGINES_LOCK:
-        entry = _ENGINES.get(id(app))
+        entry = _ENGINES.get(app)
         if entry is None or entry[0] != os.getpid():
             engine = _new_engine(app)
-            entry = _ENGINES[id(app)] = (os.getpid(), engine)
+            entry = _ENGINES[app] = (os.getpid(), engine)
     return entry[1]
 
 
@@ -263,6 +268,17 @@ def _new_engine(app: Flask) -> Engine:
     # A pool for the callers' threads. A hold lost in a server crash only lets calls
     # through unheld for that instant; waiting for the WAL flush would cost every call.
     return timed_engine(app, 8, 24, ("-c synchronous_commit=off",))
+
+
+def close(app: Flask) -> None:
+    """Release ``app``'s budget connections and cached budgets (the app shuts down)."""
+    _CACHE.clear(app)
+    with _ENGINES_LOCK:
+        entry = _ENGINES.pop(app, None)
+    if entry is not None and entry[0] == os.getpid():
+        engine = entry[1]
+        if engine is not db._app_engines.get(app, {}).get(None):
+            engine.dispose()
 
 
 def active_rules(app: Flask) -> list[Rule]:
@@ -326,7 +342,7 @@ def estimate_cost(
         "reasoning_tokens": 0,
         "metadata": {},
     }
-    key = (id(pricer), row["model"], row["provider"], row["deployment"], row["created_at"].date())
+    key = (pricer, row["model"], row["provider"], row["deployment"], row["created_at"].date())
     rates = _RATES.get(key)
     if rates is None:
         # The price of a million input tokens (at the dearer of the input and the

@@ -452,11 +452,13 @@ def writer_for(app: Flask) -> BackgroundWriter:
 
 
 def close_writer(app: Flask, timeout: float | None = None) -> None:
-    """Flush ``app``'s writer in this process and stop it (an app shutting down)."""
+    """Flush ``app``'s writer in this process and stop it, and release the budget checks'
+    connections (an app shutting down)."""
     writer = _WRITERS.pop(id(app), None)
     if writer is not None and writer.pid == os.getpid():
         with app.app_context():
             writer.close(timeout)
+    budgets.close(app)
 
 
 def flush(timeout: float | None = None) -> int:

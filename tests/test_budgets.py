@@ -176,3 +176,17 @@ def test_call_and_track_lets_budget_exceeded_through(make_app, fake_provider, mo
         assert fake_provider.requests == []
         (row,) = _rows()
         assert not row.success and row.meta["budget"] == "nothing" and row.node_name == "n"
+
+
+def test_an_app_shutting_down_releases_its_budget_connections(make_app):
+    from llm_tracker.budgets import _ENGINES, budget_engine, reserve
+    from llm_tracker.writer import close_writer
+
+    app = make_app()
+    with app.app_context():
+        create_budget({"name": "g", "scope": "global", "period": "day", "limit_tokens": 10**6})
+    assert reserve(app, "run-1", {"model": "gpt-4o-mini"}, 10, 10) is not None
+    engine = budget_engine(app)
+    assert engine.pool.checkedin() == 1  # the check's connection, pooled
+    close_writer(app)
+    assert app not in _ENGINES and engine.pool.checkedin() == 0
